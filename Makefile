@@ -1,0 +1,62 @@
+# The RLVR boundary compendium. `make all` runs the study, `make test` checks it; both set up
+# their own environment from a fresh clone. `make help` lists every target.
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+SHELL := /bin/bash
+comma := ,
+
+EXPERIMENT ?= replay-math500## params/$(EXPERIMENT).yaml: the experiment to run (e.g. smoke, paper/<name>)
+VENV ?= .venv## the virtual environment make creates and uses
+PY := $(VENV)/bin/python
+# A GPU machine gets vLLM (which brings its CUDA torch); elsewhere the CPU wheel torch==2.13.0.
+GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+EXTRAS := dev$(if $(GPU),$(comma)gpu)
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+LIB := $(shell find lib/boundary -name '*.py')
+PARAMS := params/$(EXPERIMENT).yaml
+RUNS := results/$(EXPERIMENT)/notebooks
+# Headless, quiet, reproducible notebook runs (papermill here, nbval under `make test`).
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: help setup all passk test clean distclean references
+
+help: ## list targets and variables
+	@echo "Targets:"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
+	@echo "Variables:"
+	@grep -hE '^[A-Z]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z]+) \?= ?([^#]*)## (.*)/  \1=\2\t\3/' | expand -t 30
+
+setup: $(STAMP) ## create .venv and install the package (idempotent; CPU torch without a GPU)
+
+$(STAMP): pyproject.toml
+	@echo ">> setting up $(VENV) with extras [$(EXTRAS)]"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(if $(GPU),,$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+all: passk ## run the whole study for EXPERIMENT (default: the published MATH500 replay)
+
+passk: $(RUNS)/03_pass_at_k.ipynb ## notebook 03: pass@k curves, crossover, coverage, histograms
+
+# A notebook run: papermill writes a temporary file that is moved into place only on success.
+$(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
+	@mkdir -p $(@D)
+	$(VENV)/bin/papermill --cwd notebooks --progress-bar -p experiment $(EXPERIMENT) $< $(@D)/.tmp-$(@F) \
+		|| { rm -f $(@D)/.tmp-$(@F); exit 1; }
+	mv $(@D)/.tmp-$(@F) $@
+
+test: $(STAMP) ## unit tests, then nbval regression tests of every notebook
+	TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+
+references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless)
+	TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
+
+clean: ## remove results/ (stores, tables, executed notebooks)
+	rm -rf results
+
+distclean: clean ## also remove the environment and the miniature models
+	rm -rf $(VENV) models

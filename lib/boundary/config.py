@@ -1,0 +1,192 @@
+"""Experiments: the pydantic schema of `params/<name>.yaml`, and `load()`.
+
+An experiment is one YAML file under `params/` (`miniature.yaml`, `smoke.yaml`,
+`paper/<name>.yaml`, ...). Everything downstream reads a validated, frozen `Experiment`,
+never the raw YAML. Unknown or mistyped keys are errors that name the file and the field
+(papermill alone only warns about unknown notebook parameters), and so are bad values.
+
+Notebooks call `load(experiment, overrides)` with the literals of their parameters cell;
+an override of `None` means "keep the params file's value", so a parameters cell can
+expose a knob without shadowing the experiment's own setting.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from boundary import ROOT
+
+PARAMS = ROOT / "params"  # where experiments live
+
+
+class ConfigError(ValueError):
+    """A params file (or an override) that does not describe a valid experiment."""
+
+
+class Strict(BaseModel):
+    """Base of every section: frozen, and an unknown key is an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Replay(Strict):
+    """Per-problem correct counts published by someone else's run, replayed through our analyses."""
+
+    path: str  # file relative to the repository root (or absolute)
+    format: Literal["counts-csv", "harness-jsonl"] = "counts-csv"  # see boundary.counts
+    models: dict[str, str]  # model label -> its correct-count column (csv) or jsonl file glob
+    problem_column: str = "problem_index"  # csv: the column naming the problem
+    n_column: str | None = "n"  # csv: the column of samples per problem (None: use `n`)
+    n: int | None = Field(None, ge=1)  # csv without an n column: samples per problem
+    benchmark: str = "replay"  # label of the benchmark these counts are for
+    limit: int | None = Field(None, ge=1)  # keep only the first `limit` problems (smoke runs)
+
+
+class Model(Strict):
+    """One model of the experiment, a hub id or a local Hugging Face checkpoint folder."""
+
+    label: str  # its name in tables and figures ("base", "rl", "rl-seed1", "distilled")
+    role: Literal["base", "rl", "distilled", "instruct", "teacher"]  # its part in the comparison
+    path: str  # hub id ("Qwen/Qwen2.5-7B") or folder relative to the repository root
+    revision: str | None = None  # hub revision (commit or tag); None: the default branch
+    template: str = "qwen-boxed"  # prompt template (boundary.tasks); the same for a base/RL pair
+
+
+class Benchmark(Strict):
+    """One benchmark of the experiment, from the registry in boundary.tasks."""
+
+    name: str  # registry name ("math500", "gsm8k", "humaneval_plus", "miniature", ...)
+    source: str | None = None  # local file or folder instead of the hub (relative to the root)
+    n: int = Field(..., ge=1)  # samples per problem (the largest k)
+    limit: int | None = Field(None, ge=1)  # first `limit` problems only (smoke runs)
+    drop_multiple_choice: bool = False  # visual benchmarks: remove multiple-choice items, as the paper
+
+
+class Sampling(Strict):
+    """How answers are sampled (boundary.sampling)."""
+
+    backend: Literal["transformers", "vllm"] = "transformers"  # vllm on GPUs
+    temperature: float = Field(0.6, ge=0.0)  # the paper: 0.6
+    top_p: float = Field(0.95, gt=0.0, le=1.0)  # the paper: 0.95
+    max_new_tokens: int = Field(16384, ge=1)  # the paper: 16,384
+    seed: int = 0  # root of the per-(problem, sample index) seeds
+    batch_size: int = Field(64, ge=1)  # sequences decoded together (transformers backend)
+    tensor_parallel_size: int = Field(1, ge=1)  # GPUs per model (vllm backend)
+    stop: list[str] = []  # extra stop strings besides the tokenizer's end of sequence
+
+
+class PassK(Strict):
+    """Settings of the pass@k analysis (notebook 03)."""
+
+    pair: tuple[str, str] = ("base", "rl")  # (reference, treated) model labels compared pairwise
+    bootstrap: int = Field(1000, ge=10)  # bootstrap resamples over problems for the CIs
+    ci: float = Field(0.95, gt=0.0, lt=1.0)  # confidence level of every interval
+    coverage_k: int | None = Field(None, ge=1)  # k of the coverage table (None: the largest k)
+    coverage_threshold: float = Field(0.5, gt=0.0, le=1.0)  # solved at k when pass@k >= this
+
+
+class Experiment(Strict):
+    """One experiment: what to sample or replay, and how to analyse it."""
+
+    name: str  # the params file's name relative to params/, without .yaml (set by load)
+    description: str = ""  # one line, shown in notebooks
+    seed: int = 0  # the root of every random stream of the experiment
+    replay: Replay | None = None  # published counts instead of our own samples
+    models: list[Model] = []  # the models sampled (base first)
+    benchmarks: list[Benchmark] = []  # the benchmarks they are sampled on
+    sampling: Sampling = Sampling()  # sampling settings shared by every model
+    passk: PassK = PassK()  # pass@k analysis settings
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> "Experiment":
+        if self.replay is None and not (self.models and self.benchmarks):
+            raise ValueError("an experiment needs a source of samples: 'models' and 'benchmarks', or 'replay'")
+        labels = [m.label for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"model labels must be unique, got {labels}")
+        return self
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the params file, anchored at the repository root when relative."""
+        p = Path(path)
+        return p if p.is_absolute() else (ROOT / p).resolve()
+
+    @property
+    def results_dir(self) -> Path:
+        """`results/<experiment>/`: stores, verdicts, tables (ignored by git)."""
+        return ROOT / "results" / self.name
+
+    @property
+    def tables_dir(self) -> Path:
+        """`results/<experiment>/tables/`: the CSV tables the notebooks write."""
+        return self.results_dir / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        """`figures/<experiment>/`: the figures the notebooks write (committed for default runs)."""
+        return ROOT / "figures" / self.name
+
+    def inputs(self) -> list[Path]:
+        """Files outside the project this experiment reads (to check before a long run)."""
+        return [self.resolve(self.replay.path)] if self.replay else []
+
+
+def path_of(experiment: str) -> Path:
+    """`params/<experiment>.yaml` for a name like "smoke" or "paper/qwen2.5-7b-simplerl"."""
+    return PARAMS / f"{experiment}.yaml"
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any, source: str) -> None:
+    """Set `a.b.c = value` in a nested dict; the path must already lead through dicts."""
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: override {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    """One line per bad field, naming the file and the dotted field path."""
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown field {field!r} (mistyped? see boundary.config)")
+        else:
+            lines.append(f"{source}: field {field!r}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load(experiment: str, overrides: dict[str, Any] | None = None) -> Experiment:
+    """Load and validate `params/<experiment>.yaml`, with dotted-key overrides applied.
+
+    `overrides` maps dotted field paths to values (`{"passk.bootstrap": 200}`); a value of
+    None is skipped so a notebook parameter left at None keeps the params file's value.
+    Raises ConfigError naming the file and every bad field.
+    """
+    path = path_of(experiment)
+    source = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    if not path.is_file():
+        known = sorted(str(p.relative_to(PARAMS))[:-5] for p in PARAMS.rglob("*.yaml"))
+        raise ConfigError(f"{source}: no such experiment {experiment!r}; known: {', '.join(known)}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of fields")
+    if "name" in tree:
+        raise ConfigError(f"{source}: field 'name' is set from the file name; remove it")
+    tree["name"] = experiment
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, dotted, value, f"{source} (override)")
+    try:
+        return Experiment.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None

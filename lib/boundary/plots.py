@@ -1,0 +1,97 @@
+"""Figures in one house style (seaborn), saved under `figures/<experiment>/`.
+
+Notebooks hold no `def`, so every figure is built by a function here that takes tables
+the analysis modules return and gives back a matplotlib Figure; `save` writes it and
+closes it, so figures never pile up in memory or leak into nbval's comparisons.
+"""
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from boundary import ROOT
+from boundary.config import Experiment
+
+PALETTE = {"base": "#4C72B0", "rl": "#C44E52", "distilled": "#55A868", "instruct": "#8172B2",
+           "teacher": "#937860"}  # fixed colours per model role, the same in every figure
+
+
+def style() -> None:
+    """The house style: seaborn whitegrid, readable fonts, PNG at 150 dpi."""
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight"})
+
+
+def colour(model: str, i: int = 0) -> str:
+    """The model's colour: its role's when the label starts with one, else seaborn's i-th."""
+    for role, c in PALETTE.items():
+        if model.lower().startswith(role):
+            return c
+    return sns.color_palette()[i % 10]
+
+
+def save(fig: plt.Figure, name: str, cfg: Experiment) -> str:
+    """Write `figures/<experiment>/<name>.png`, close the figure, return the path (from the root)."""
+    cfg.figures_dir.mkdir(parents=True, exist_ok=True)
+    path = cfg.figures_dir / f"{name}.png"
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)  # written whole, then moved: a crash never leaves half a figure
+    tmp.replace(path)
+    plt.close(fig)
+    return str(path.relative_to(ROOT))
+
+
+def passk_curves(table: pd.DataFrame, title: str = "", crossover: int | None = None) -> plt.Figure:
+    """pass@k against k on a log2 axis with CI bands, one line per model (paper Fig. 2 style)."""
+    style()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, (model, t) in enumerate(table.groupby("model", sort=False)):
+        ax.plot(t["k"], t["pass_at_k"], color=colour(model, i), label=model, lw=1.8)
+        ax.fill_between(t["k"], t["ci_low"], t["ci_high"], color=colour(model, i), alpha=0.2, lw=0)
+    if crossover:
+        ax.axvline(crossover, color="grey", ls="--", lw=1, label=f"crossover k={crossover}")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="k", ylabel="pass@k", title=title, ylim=(0, 1.02))
+    ax.legend(loc="lower right")
+    return fig
+
+
+def difference_curve(diff: pd.DataFrame, label: str) -> plt.Figure:
+    """A paired difference of pass@k (e.g. RL - base) with its CI band; zero marked."""
+    style()
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    ax.plot(diff["k"], diff["diff"], color="black", lw=1.5)
+    ax.fill_between(diff["k"], diff["ci_low"], diff["ci_high"], color="grey", alpha=0.3, lw=0)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="k", ylabel=label)
+    return fig
+
+
+def coverage_bars(cov: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Counts of problems per coverage category (both / only A / only B / neither)."""
+    style()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    sns.barplot(data=cov, x="category", y="count", ax=ax, color="#4C72B0")
+    for p, v in zip(ax.patches, cov["count"]):
+        ax.annotate(str(v), (p.get_x() + p.get_width() / 2, p.get_height()), ha="center", va="bottom")
+    ax.set(xlabel="", ylabel="problems", title=title)
+    return fig
+
+
+def accuracy_histograms(hist: pd.DataFrame) -> plt.Figure:
+    """Problems per accuracy bin, one bar group per model (paper Fig. 5 style).
+
+    `hist` has columns bin, model, problems (long form of `passk.accuracy_histogram`).
+    """
+    style()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    models = list(dict.fromkeys(hist["model"]))
+    sns.barplot(data=hist, x="bin", y="problems", hue="model", ax=ax,
+                palette=[colour(m, i) for i, m in enumerate(models)])
+    ax.set(xlabel="per-problem accuracy c/n", ylabel="problems")
+    ax.tick_params(axis="x", rotation=45)
+    return fig
+
