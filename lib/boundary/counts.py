@@ -133,6 +133,8 @@ def load(cfg: Experiment) -> pd.DataFrame:
         frames = []
         for label, pattern in r.models.items():
             files = sorted(Path(p) for p in glob.glob(str(cfg.resolve(Path(r.path) / pattern))))
+            if not files:
+                raise CountsError(f"{cfg.name}: no harness files match {r.path}/{pattern} for model {label!r}")
             frames.append(from_harness_jsonl(files, label, r.benchmark))
         df = pd.concat(frames, ignore_index=True)
     if r.limit is not None:

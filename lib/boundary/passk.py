@@ -168,7 +168,7 @@ def crossover(curves_: Curves, ref: str, treated: str) -> Crossover:
     reps = first_catch(curves_.boot[ref], curves_.boot[treated])
     crossed = reps[reps > 0]
     a = (1 - curves_.ci) / 2
-    lo, hi = (np.quantile(crossed, [a, 1 - a]) if crossed.size else (np.nan, np.nan))
+    lo, hi = (np.quantile(crossed, [a, 1 - a], method="inverted_cdf") if crossed.size else (np.nan, np.nan))
     return Crossover(k=k0 or None, ci_low=float(lo), ci_high=float(hi),
                      never=float(np.mean(reps == 0)), K=int(curves_.k[-1]))
 
