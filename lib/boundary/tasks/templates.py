@@ -161,7 +161,7 @@ def render(name: str, problem: Problem, tokenizer=None) -> str:
                             "found when loading): load the benchmark from a folder with its images/")
         content = [{"type": "image"}, {"type": "text", "text": visual_text(problem)}]
         return _chat(tokenizer, [{"role": "user", "content": content}], name, add_generation_prompt=True)
-    text = t.math.format(question=problem.question)
+    text = t.math.replace("{question}", problem.question)  # not str.format: \\boxed{} has braces
     if t.wrap == "chatml":
         return (f"<|im_start|>system\n{t.system}<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n"
                 "<|im_start|>assistant\n").strip(" ")
