@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Literal
 
 from boundary import ROOT
 from boundary.tasks import parse
@@ -52,6 +52,7 @@ class Spec:
 
     parse: Callable[[Row, str], Problem]  # one row -> Problem (boundary.tasks.parse)
     local: str  # file name inside a local folder source (the layout of ../shared/data/benchmarks)
+    kind: Literal["math", "code", "visual"] = "math"  # which prompts it needs (boundary.tasks.templates)
     hub: Hub | None = None  # the default online source
     count: int | None = None  # problems in the full benchmark (the tests check the shared copies)
     rows: Callable[[str | None], Iterable[Row]] | None = None  # custom row source: source -> rows
@@ -59,34 +60,34 @@ class Spec:
 
 REGISTRY: dict[str, Spec] = {
     # Math (the paper's Figure 2): question + gold answer, graded by Math-Verify.
-    "gsm8k": Spec(parse.gsm8k, "test.jsonl", Hub("openai/gsm8k", config="main"), count=1319),
-    "math500": Spec(parse.math500, "test.jsonl", Hub("HuggingFaceH4/MATH-500"), count=500),
+    "gsm8k": Spec(parse.gsm8k, "test.jsonl", hub=Hub("openai/gsm8k", config="main"), count=1319),
+    "math500": Spec(parse.math500, "test.jsonl", hub=Hub("HuggingFaceH4/MATH-500"), count=500),
     # math-ai/minervamath (question, answer) is the mirror third-party evaluators load; the local
     # copy is Qwen2.5-Math's minerva_math/test.jsonl (answer inside the solution's \boxed{}).
-    "minerva_math": Spec(parse.minerva_math, "test.jsonl", Hub("math-ai/minervamath", confirmed=False), count=272),
+    "minerva_math": Spec(parse.minerva_math, "test.jsonl", hub=Hub("math-ai/minervamath", confirmed=False), count=272),
     # The 675 English open-ended text-only competition-math problems.
     "olympiadbench": Spec(parse.olympiadbench, "test.jsonl",
-                          Hub("Hothan/OlympiadBench", split="train", config="OE_TO_maths_en_COMP", confirmed=False),
+                          hub=Hub("Hothan/OlympiadBench", split="train", config="OE_TO_maths_en_COMP", confirmed=False),
                           count=675),
-    "aime24": Spec(parse.competition, "test.jsonl", Hub("HuggingFaceH4/aime_2024", split="train"), count=30),
-    "amc23": Spec(parse.competition, "test.jsonl", Hub("math-ai/amc23"), count=40),
+    "aime24": Spec(parse.competition, "test.jsonl", hub=Hub("HuggingFaceH4/aime_2024", split="train"), count=30),
+    "amc23": Spec(parse.competition, "test.jsonl", hub=Hub("math-ai/amc23"), count=40),
     # Code (the paper's Figure 3): evalplus release files, as evalplus itself downloads them (the
     # hub copies evalplus/humanevalplus and evalplus/mbppplus lack the base/plus inputs).
-    "humaneval_plus": Spec(parse.humaneval_plus, "HumanEvalPlus-v0.1.10.jsonl.gz", Hub(
+    "humaneval_plus": Spec(parse.humaneval_plus, "HumanEvalPlus-v0.1.10.jsonl.gz", kind="code", hub=Hub(
         None, url="https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/HumanEvalPlus.jsonl.gz"),
         count=164),
-    "mbpp_plus": Spec(parse.mbpp_plus, "MbppPlus-v0.2.0.jsonl.gz", Hub(
+    "mbpp_plus": Spec(parse.mbpp_plus, "MbppPlus-v0.2.0.jsonl.gz", kind="code", hub=Hub(
         None, url="https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus.jsonl.gz"),
         count=378),
     # LiveCodeBench v5 problems dated 2024-08-01..2025-02-01, as DeepCoder (rllm) evaluates them,
     # with public and private tests. The shared local copy holds the public tests only.
-    "livecodebench": Spec(parse.livecodebench, "lcb_v5_2408_2502_public_only.json",
-                          Hub("agentica-org/DeepCoder-Preview-Dataset", config="lcbv5", confirmed=False), count=279),
+    "livecodebench": Spec(parse.livecodebench, "lcb_v5_2408_2502_public_only.json", kind="code",
+                          hub=Hub("agentica-org/DeepCoder-Preview-Dataset", config="lcbv5", confirmed=False), count=279),
     # Visual (the paper's Figure 4), filtered to free-form items with drop_multiple_choice.
-    "mathvista": Spec(parse.mathvista, "testmini.json",
-                      Hub("AI4Math/MathVista", split="testmini", images=("decoded_image",)), count=1000),
-    "mathvision": Spec(parse.mathvision, "testmini.jsonl",
-                       Hub("MathLLMs/MathVision", split="testmini", images=("decoded_image",)), count=304),
+    "mathvista": Spec(parse.mathvista, "testmini.json", kind="visual",
+                      hub=Hub("AI4Math/MathVista", split="testmini", images=("decoded_image",)), count=1000),
+    "mathvision": Spec(parse.mathvision, "testmini.jsonl", kind="visual",
+                       hub=Hub("MathLLMs/MathVision", split="testmini", images=("decoded_image",)), count=304),
 }
 
 

@@ -97,6 +97,12 @@ def template_hash(name: str) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def covers(name: str, kind: str) -> bool:
+    """Whether template `name` renders problems of `kind` ("math", "code" or "visual")."""
+    t = get(name)
+    return {"math": t.math is not None, "code": t.code, "visual": t.visual}[kind]
+
+
 def _kind(problem: Problem) -> str:
     return "code" if problem.answer_type == "code" else "visual" if problem.visual else "math"
 
@@ -150,8 +156,8 @@ def render(name: str, problem: Problem, tokenizer=None) -> str:
     problem's kind (math, code, visual) or a visual problem has no image."""
     t = get(name)
     kind = _kind(problem)
-    if (kind == "math" and t.math is None) or (kind == "code" and not t.code) or (kind == "visual" and not t.visual):
-        usable = [n for n, x in TEMPLATES.items() if {"math": x.math is not None, "code": x.code, "visual": x.visual}[kind]]
+    if not covers(name, kind):
+        usable = [n for n in TEMPLATES if covers(n, kind)]
         raise TaskError(f"template {name!r} does not render {kind} problems ({problem.id}); use one of {usable}")
     if kind == "code":
         return _code(t, problem, tokenizer)
