@@ -224,3 +224,13 @@ BOXED = [
 @pytest.mark.parametrize("text,expected", BOXED)
 def test_last_boxed(text, expected):
     assert parse.last_boxed(text) == expected
+
+
+@pytest.mark.shared
+def test_a_params_benchmark_entry_loads(shared):
+    from boundary.config import Benchmark
+
+    entry = Benchmark(name="mathvision", source=str(shared("data", "benchmarks", "mathvision")), n=128, limit=5,
+                      drop_multiple_choice=True, revision="ignored-for-local-copies")
+    problems = tasks.load_benchmark(entry)
+    assert len(problems) == 5 and all(p.answer_type == "math" for p in problems)
