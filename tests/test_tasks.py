@@ -134,6 +134,8 @@ MALFORMED = [
     ("bad.jsonl", '{"problem": "q", "solution": "s", "answer": "1", "subject": "A", "unique_id": "x"}\n', "math500",
      r"bad\.jsonl:1: field 'level' should be a int, it is missing"),  # a field missing
     ("bad.jsonl", '[1, 2]\n', "aime24", r"bad\.jsonl:1: a row must be a JSON object"),  # not an object
+    ("bad.jsonl", '{"id": 7, "question": "q", "answer": ""}\n', "aime24",
+     r"bad\.jsonl:1: TaskError: aime24/7: no gold answer"),  # caught by the Problem record itself
     ("bad.json", '[\n {"problem": "p", "starter_code": "", "tests": [{"input": "1", "output": "1", "testtype": "stdin"}]},\n'
      ' {"problem": "p2", "starter_code": "",\n  "tests": []}\n]', "livecodebench",
      r"bad\.json:3: field 'tests' is empty"),  # second element starts on line 3

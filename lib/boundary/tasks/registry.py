@@ -119,6 +119,8 @@ def _hub_rows(spec: Spec, name: str, revision: str | None) -> Iterable[Row]:
     if hub is None:
         raise TaskError(f"{name}: no online source is registered; give a local `source`")
     if hub.url is not None:
+        if revision is not None:
+            raise TaskError(f"{name}: its release file is pinned by its URL ({hub.url}); remove `revision`")
         return read_url(hub.url)
     return read_hub(hub.path, hub.config, hub.split, revision or hub.revision, hub.images)
 
@@ -130,7 +132,7 @@ def load(name: str, source: str | Path | None = None, limit: int | None = None,
     source: local file or folder (relative to the repository root), else the hub.
     limit: keep the first `limit` problems (after dropping multiple choice).
     drop_multiple_choice: remove "choice" problems, as the paper does for MathVista/MathVision.
-    revision: hub dataset revision overriding the registry's.
+    revision: hub dataset revision overriding the registry's (unused for local copies).
     Raises TaskError naming the file and line (or hub row) of a malformed row. Warns
     (MissingImagesWarning) when a visual benchmark's images are absent.
     """
@@ -144,7 +146,12 @@ def load(name: str, source: str | Path | None = None, limit: int | None = None,
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     for row in rows:
-        problem = spec.parse(row, name)
+        try:
+            problem = spec.parse(row, name)
+        except (TaskError, KeyError, TypeError, ValueError, AttributeError) as e:  # name the row in every case
+            if isinstance(e, TaskError) and str(e).startswith(row.where):
+                raise
+            raise TaskError(f"{row.where}: {type(e).__name__}: {e}") from e
         if problem.id in seen:
             raise TaskError(f"{row.where}: duplicate problem id {problem.id!r} (first at {seen[problem.id]})")
         seen[problem.id] = row.where
