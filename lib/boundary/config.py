@@ -60,6 +60,7 @@ class Benchmark(Strict):
 
     name: str  # registry name ("math500", "gsm8k", "humaneval_plus", "miniature", ...)
     source: str | None = None  # local file or folder instead of the hub (relative to the root)
+    revision: str | None = None  # hub dataset revision (commit or tag), overriding boundary.tasks' registry
     n: int = Field(..., ge=1)  # samples per problem (the largest k)
     limit: int | None = Field(None, ge=1)  # first `limit` problems only (smoke runs)
     drop_multiple_choice: bool = False  # visual benchmarks: remove multiple-choice items, as the paper
