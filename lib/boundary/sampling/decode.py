@@ -13,8 +13,11 @@ per sample. Here:
   (seed, K, i, t) (splitmix64, an integer hash: counter-based noise), turned into a token by
   inverse-CDF sampling of the temperature / top-p distribution. No generator state is shared,
   so a sample does not depend on the batch composition, on batch_size, or on what ran before;
-- finished rows leave the batch at once (their cache rows are dropped), and completions are
-  yielded as they finish, so memory stays bounded by `batch_size` rows whatever n is.
+- the KV cache is written in place into preallocated buffers (transformers' DynamicCache copies
+  the whole cache every step); finished rows idle on `pad_token_id` until a quarter of the batch
+  has finished, then are dropped from every tensor (compaction), so the batch shrinks as samples
+  stop; completions are yielded as they finish, so memory stays bounded by `batch_size` rows
+  whatever n is.
 
 Exactness caveat: the noise is independent of the batch, the floating-point logits are not quite:
 a different batch shape or padding width can change a logit in its last bit. A token flips only if
@@ -112,13 +115,55 @@ def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: flo
 
 
 # --- the decoder ---
+class _BufferLayer(DynamicLayer):
+    """A full-attention KV cache layer written in place into a preallocated buffer.
+
+    transformers' DynamicLayer concatenates every step (copying the whole cache, O(length^2) over
+    a sample); this one writes the new column into spare capacity. `keys`/`values` stay views of
+    the valid part, so transformers code that reads them sees a normal DynamicLayer.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+        super().__init__()
+        b, h, n, d = keys.shape
+        self.kbuf = keys.new_zeros((b, h, capacity, d))  # [rows, heads, capacity, head dim]
+        self.vbuf = values.new_zeros((b, h, capacity, values.shape[3]))
+        self.kbuf[:, :, :n], self.vbuf[:, :, :n] = keys, values
+        self.n = n  # columns in use
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self._views()
+
+    def _views(self) -> None:
+        self.keys, self.values = self.kbuf[:, :, :self.n], self.vbuf[:, :, :self.n]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        q = key_states.shape[2]
+        self.kbuf[:, :, self.n:self.n + q] = key_states
+        self.vbuf[:, :, self.n:self.n + q] = value_states
+        self.n += q
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.n
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+        self._views()
+
+    def drop_left(self, start: int) -> None:
+        """Forget the first `start` columns (padding in every remaining row)."""
+        self.kbuf, self.vbuf = self.kbuf[:, :, start:], self.vbuf[:, :, start:]
+        self.n -= start
+        self._views()
+
+
 @dataclass
 class _Prefilled:
     """A prompt's KV cache and next-token logits, kept until its last sample is scheduled."""
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), [1, heads, length, dim]
     logits: torch.Tensor  # [vocab] float32 logits of the first generated token
-    left: int  # samples of this prompt not yet scheduled into a batch
 
 
 def _prefill(model, prompts: list[list[int]], pad_token_id: int) -> list[_Prefilled]:
@@ -144,8 +189,29 @@ def _prefill(model, prompts: list[list[int]], pad_token_id: int) -> list[_Prefil
         raise FloatingPointError(f"non-finite logits after prefilling {len(prompts)} prompts")
     return [_Prefilled(kv=[(l.keys[r:r + 1, :, width - len(p):].clone(), l.values[r:r + 1, :, width - len(p):].clone())
                            for l in cache.layers],
-                       logits=logits[r], left=0)
+                       logits=logits[r])
             for r, p in enumerate(prompts)]
+
+
+def _batch_cache(rows: list[tuple[int, int]], memo: dict[int, _Prefilled], lengths: torch.Tensor,
+                 capacity: int) -> DynamicCache:
+    """The decode batch's cache: each row gets its prompt's cache, left-padded with zeros."""
+    width = int(lengths.max())
+    distinct = sorted({j for j, _ in rows})
+    row_of = {j: torch.tensor([r for r, (jj, _) in enumerate(rows) if jj == j], device=lengths.device) for j in distinct}
+    layers = []
+    for layer in range(len(memo[distinct[0]].kv)):
+        k0, v0 = memo[distinct[0]].kv[layer]
+        k = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[3]))
+        v = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[3]))
+        for j in distinct:
+            kj, vj = memo[j].kv[layer]
+            k[row_of[j], :, width - kj.shape[2]:] = kj
+            v[row_of[j], :, width - vj.shape[2]:] = vj
+        layers.append(_BufferLayer(k, v, capacity))
+    cache = DynamicCache()
+    cache.layers, cache.layer_class_to_replicate = layers, None
+    return cache
 
 
 def _batches(samples: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[tuple[int, int]]]:
@@ -186,78 +252,67 @@ def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], sampl
     keys: a stable integer per prompt's problem (`problem_key`); samples: the sample indices wanted
     per prompt; seed: the run's seed. temperature 0 is greedy. stop_token_ids end a sample (finish
     "stop", the stop token not included); max_new_tokens ends it otherwise (finish "length").
-    pad_token_id fills the left padding of the batched prefill (masked, any valid id). batch_size
+    pad_token_id fills the left padding of the batched prefill and is fed to finished rows until
+    they are compacted away (masked or ignored, so any valid id does). batch_size
     bounds the sequences decoded together, hence memory.
     """
     _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size)
     model.eval()
     device = model.device
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
-    memo: dict[int, _Prefilled] = {}
+    memo: dict[int, _Prefilled] = {}  # prefilled prompts with samples still to schedule
     remaining = [len(idx) for idx in samples]  # samples of each prompt not yet scheduled
     bar = tqdm(total=sum(remaining), desc="decode", unit="sample", disable=not progress)
     for rows in _batches(samples, batch_size):
         fresh = sorted({j for j, _ in rows if j not in memo})
         if fresh:
-            for j, pre in zip(fresh, _prefill(model, [list(prompts[j]) for j in fresh], pad_token_id)):
-                memo[j] = pre
-        # the batch's cache: each row gets its prompt's cache, left-padded with zeros to a common width
-        lengths = torch.tensor([len(prompts[j]) for j, _ in rows], device=device)
+            memo.update(zip(fresh, _prefill(model, [list(prompts[j]) for j in fresh], pad_token_id)))
+        lengths = torch.tensor([len(prompts[j]) for j, _ in rows], device=device)  # prompt length per row
         width = int(lengths.max())
-        distinct = sorted({j for j, _ in rows})
-        row_of = {j: torch.tensor([r for r, (jj, _) in enumerate(rows) if jj == j], device=device) for j in distinct}
-        kv = []
-        for layer in range(len(memo[distinct[0]].kv)):
-            k0, v0 = memo[distinct[0]].kv[layer]
-            k = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[3]))
-            v = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[3]))
-            for j in distinct:
-                kj, vj = memo[j].kv[layer]
-                k[row_of[j], :, width - kj.shape[2]:] = kj
-                v[row_of[j], :, width - vj.shape[2]:] = vj
-            kv.append((k, v))
-        cache = DynamicCache(ddp_cache_data=kv)
-        mask = (torch.arange(width, device=device) >= (width - lengths)[:, None]).long()
+        cache = _batch_cache(rows, memo, lengths, capacity=width + max_new_tokens)
+        mask = (torch.arange(width, device=device) >= (width - lengths)[:, None]).long()  # 0 on left padding
         logits = torch.stack([memo[j].logits for j, _ in rows])
         for j, _ in rows:
             remaining[j] -= 1
-        for j in distinct:
             if remaining[j] == 0:
-                del memo[j]  # every sample of prompt j is scheduled: free its cache
+                memo.pop(j, None)  # every sample of prompt j is scheduled: free its cache
         row_keys = torch.tensor([int(keys[j]) for j, _ in rows], dtype=torch.long, device=device)
         row_samples = torch.tensor([i for _, i in rows], dtype=torch.long, device=device)
-        alive = list(range(len(rows)))  # positions in `rows` of the rows still decoding
+        slot = list(range(len(rows)))  # the position in `rows` of each batch row
+        done = [False] * len(rows)  # per batch row: finished (kept, fed padding, until compaction)
         generated: list[list[int]] = [[] for _ in rows]
         for step in range(max_new_tokens):
             u = uniforms(seed, row_keys, row_samples, step) if temperature > 0 else None
             tokens = sample(logits, u, temperature, top_p)
-            stopped = torch.isin(tokens, stops) if len(stops) else torch.zeros_like(tokens, dtype=torch.bool)
-            keep = []
-            for a, (r, tok, stop) in enumerate(zip(alive, tokens.tolist(), stopped.tolist())):
-                if stop or step == max_new_tokens - 1:
-                    if not stop:
-                        generated[r].append(tok)
-                    j, i = rows[r]
-                    bar.update(1)
-                    yield Completion(prompt=j, sample=i, tokens=generated[r], finish_reason="stop" if stop else "length")
-                else:
+            stopped = torch.isin(tokens, stops).tolist() if len(stops) else [False] * len(slot)
+            for b, (tok, stop) in enumerate(zip(tokens.tolist(), stopped)):
+                if done[b]:
+                    continue
+                r = slot[b]
+                if not stop:
                     generated[r].append(tok)
-                    keep.append(a)
-            if not keep:
+                if stop or step == max_new_tokens - 1:
+                    done[b] = True
+                    bar.update(1)
+                    yield Completion(prompt=rows[r][0], sample=rows[r][1], tokens=generated[r],
+                                     finish_reason="stop" if stop else "length")
+            live = [b for b, d in enumerate(done) if not d]
+            if not live:
                 break
-            if len(keep) < len(alive):  # drop finished rows from every per-row tensor and the cache
-                sel = torch.tensor(keep, device=device)
+            if len(live) <= 0.75 * len(slot):  # compaction: drop finished rows from every per-row tensor
+                sel = torch.tensor(live, device=device)
                 cache.batch_select_indices(sel)
                 mask, lengths, tokens = mask[sel], lengths[sel], tokens[sel]
                 row_keys, row_samples = row_keys[sel], row_samples[sel]
-                alive = [alive[a] for a in keep]
-                start = int(mask.any(0).long().argmax())  # columns padded in every remaining row
+                slot, done = [slot[b] for b in live], [False] * len(live)
+                start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining row
                 if start > 0:
                     mask = mask[:, start:]
                     for layer in cache.layers:
-                        layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
-            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+                        layer.drop_left(start)
+            tokens = tokens.masked_fill(torch.tensor(done, device=device), pad_token_id)  # finished rows idle
+            mask = torch.cat([mask, mask.new_ones((len(slot), 1))], dim=1)
             out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
                         past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1].float()
+            logits = out.logits[:, -1].float()
     bar.close()
