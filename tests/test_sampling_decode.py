@@ -194,3 +194,13 @@ def test_bad_arguments_name_the_culprit(model, kwargs, match):
     args = {"prompts": PROMPTS, "keys": KEYS, "samples": [[0], [1], [2]], **kwargs}
     with pytest.raises(ValueError, match=match):
         list(generate(model, args.pop("prompts"), args.pop("keys"), args.pop("samples"), 0, **args))
+
+
+def test_the_callers_training_mode_is_restored(model):
+    model.train()
+    try:
+        train_mode = run(model, samples=[[0]] * 3)
+        assert model.training, "generate must hand the model back in training mode (GRPO alternates)"
+    finally:
+        model.eval()
+    assert train_mode == run(model, samples=[[0]] * 3)  # dropout (if any) was off while sampling

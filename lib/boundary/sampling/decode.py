@@ -257,7 +257,18 @@ def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], sampl
     bounds the sequences decoded together, hence memory.
     """
     _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size)
-    model.eval()
+    was_training = model.training
+    model.eval()  # no dropout while sampling; the caller's mode (e.g. GRPO training) is restored after
+    try:
+        yield from _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens,
+                           stop_token_ids, pad_token_id, batch_size, progress)
+    finally:
+        model.train(was_training)
+
+
+def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens, stop_token_ids,
+            pad_token_id, batch_size, progress) -> Iterator[Completion]:
+    """The decoding loop of `generate` (arguments as there, already checked)."""
     device = model.device
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
     memo: dict[int, _Prefilled] = {}  # prefilled prompts with samples still to schedule
