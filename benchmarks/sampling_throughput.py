@@ -9,7 +9,7 @@ output distributions are compared with two-sample tests, per problem: chi-square
 (correct / wrong / no answer) and on the number of reasoning steps, Kolmogorov-Smirnov on response
 lengths; they should agree (p > 0.01), not match string for string (the random streams differ).
 
-    .venv/bin/python benchmarks/sampling_throughput.py [--model DIR] [--configs 64:0,256:0,64:4] [--threads 1]
+    .venv/bin/python benchmarks/sampling_throughput.py [--model DIR] [--configs 64:0,256:0,64:3] [--threads 1]
 """
 import argparse
 import re
@@ -95,7 +95,7 @@ def bench(model, tok, qs: list[str], n: int, shots: int, a) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint folder (default: the benchmark's trained tiny Llama)")
-    ap.add_argument("--configs", default="64:0,256:0,64:4", help="comma-separated n:shots (samples per problem : few-shot examples)")
+    ap.add_argument("--configs", default="64:0,256:0,64:3", help="comma-separated n:shots (samples per problem : few-shot examples)")
     ap.add_argument("--problems", type=int, default=4, help="problems sampled")
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--temperature", type=float, default=1.0)
