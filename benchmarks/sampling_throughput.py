@@ -1,0 +1,128 @@
+"""CPU tokens/s of the transformers backend's decoder vs `model.generate()`, same model, same batch.
+
+For each configuration (n samples per problem, k few-shot examples before the question: a long
+prompt) and each problem, both sample n answers at the same temperature / top-p / max_new_tokens with the
+end-of-sequence token as the stop: `model.generate(num_return_sequences=n, top_k=0)` (one call per
+problem, n rows), and `boundary.sampling.decode.generate` with batch_size=n (the same n rows per
+batch). Throughput counts generated tokens (the stop token included) per wall second. Then the two
+output distributions are compared with two-sample tests, per problem: chi-square on the outcome
+(correct / wrong / no answer) and on the number of reasoning steps, Kolmogorov-Smirnov on response
+lengths; they should agree (p > 0.01), not match string for string (the random streams differ).
+
+    .venv/bin/python benchmarks/sampling_throughput.py [--model DIR] [--configs 64:0,256:0,64:3] [--threads 1]
+"""
+import argparse
+import re
+import sys
+import time
+from collections import Counter
+
+import torch
+from scipy.stats import chi2_contingency, ks_2samp
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import bench_model
+from boundary.sampling.decode import generate, problem_key
+
+
+def outcomes(texts: list[str], question: str) -> tuple[list[str], list[int]]:
+    """Per text: its outcome ('correct', 'wrong', 'no answer') and its number of lines (reasoning steps)."""
+    out = []
+    for t in texts:
+        m = re.search(r"answer: (-?\d+)", t)
+        out.append("no answer" if m is None else "correct" if int(m.group(1)) == bench_model.gold(question) else "wrong")
+    return out, [t.count("\n") + 1 for t in texts]
+
+
+def compare(cells_a: list, cells_b: list) -> float:
+    """Two-sample chi-square p-value of two lists of categorical outcomes (cells under 10 pooled)."""
+    ca, cb = Counter(cells_a), Counter(cells_b)
+    common = sorted((c for c in set(ca) | set(cb) if ca[c] + cb[c] >= 10), key=str)
+    table = [[cnt[c] for c in common] + [sum(v for k, v in cnt.items() if k not in common)] for cnt in (ca, cb)]
+    if table[0][-1] + table[1][-1] == 0:
+        table = [r[:-1] for r in table]
+    return chi2_contingency(table).pvalue if len(table[0]) > 1 else 1.0
+
+
+def bench(model, tok, qs: list[str], n: int, shots: int, a) -> dict:
+    """Time both samplers on the same problems and rows; return the measurements."""
+    stop = tok.eos_token_id
+    texts = [bench_model.few_shot(q, shots) if shots else q for q in qs]
+    prompts = [tok(tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True),
+                   add_special_tokens=False)["input_ids"] for t in texts]
+
+    # ours: every problem in one call, n rows per batch (the rows model.generate gets per call)
+    t0 = time.perf_counter()
+    ours = list(generate(model, prompts, [problem_key(q) for q in qs], [range(n)] * len(qs), seed=0,
+                         temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
+                         stop_token_ids=[stop], pad_token_id=tok.pad_token_id, batch_size=n))
+    t_ours = time.perf_counter() - t0
+    tok_ours = sum(len(c.tokens) + (c.finish_reason == "stop") for c in ours)
+    by_problem = {j: [tok.decode(c.tokens, skip_special_tokens=True) for c in ours if c.prompt == j] for j in range(len(qs))}
+
+    # model.generate: one call per problem, n return sequences, top_k disabled (its default is 50)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    hf, tok_hf = {}, 0
+    with torch.inference_mode():
+        for j, p in enumerate(prompts):
+            out = model.generate(torch.tensor([p]), do_sample=True, temperature=a.temperature, top_p=a.top_p, top_k=0,
+                                 max_new_tokens=a.max_new_tokens, num_return_sequences=n, eos_token_id=stop,
+                                 pad_token_id=tok.pad_token_id)
+            hf[j] = []
+            for row in out[:, len(p):].tolist():
+                k = row.index(stop) + 1 if stop in row else len(row)  # through the stop token, as ours
+                tok_hf += k
+                hf[j].append(tok.decode(row[:k], skip_special_tokens=True))
+    t_hf = time.perf_counter() - t0
+
+    cells_o, cells_h, len_o, len_h = [], [], [], []
+    for j, q in enumerate(qs):
+        (o, lo), (h, lh) = outcomes(by_problem[j], q), outcomes(hf[j], q)
+        cells_o += [(j, x) for x in o]
+        cells_h += [(j, x) for x in h]
+        len_o += [len(t) for t in by_problem[j]]
+        len_h += [len(t) for t in hf[j]]
+    steps_o = [(j, s) for j in range(len(qs)) for s in outcomes(by_problem[j], qs[j])[1]]
+    steps_h = [(j, s) for j in range(len(qs)) for s in outcomes(hf[j], qs[j])[1]]
+    return {"n": n, "shots": shots, "prompt_tokens": sum(map(len, prompts)) / len(prompts),
+            "hf_tok_s": tok_hf / t_hf, "ours_tok_s": tok_ours / t_ours, "speedup": (tok_ours / t_ours) / (tok_hf / t_hf),
+            "hf_s": t_hf, "ours_s": t_ours, "tokens": (tok_hf, tok_ours),
+            "p_outcome": compare(cells_o, cells_h), "p_steps": compare(steps_o, steps_h), "p_length": ks_2samp(len_o, len_h).pvalue,
+            "correct": (sum(c[1] == "correct" for c in cells_o) / len(cells_o), sum(c[1] == "correct" for c in cells_h) / len(cells_h))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="checkpoint folder (default: the benchmark's trained tiny Llama)")
+    ap.add_argument("--configs", default="64:0,256:0,64:3", help="comma-separated n:shots (samples per problem : few-shot examples)")
+    ap.add_argument("--problems", type=int, default=4, help="problems sampled")
+    ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the CI machine is shared)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    path = a.model or bench_model.build()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    qs = bench_model.questions(a.problems)
+    print(f"model {path}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {a.problems} problems, "
+          f"max_new_tokens={a.max_new_tokens}, T={a.temperature}, top_p={a.top_p}, threads={a.threads}")
+    print(f"{'n':>4} {'shots':>5} {'prompt':>6} | {'generate tok/s':>14} {'ours tok/s':>10} {'speed-up':>8} | "
+          f"{'p outcome':>9} {'p steps':>8} {'p length':>8} | correct ours/generate")
+    ok = True
+    for cfg in a.configs.split(","):
+        n, shots = map(int, cfg.split(":"))
+        r = bench(model, tok, qs, n, shots, a)
+        agree = min(r["p_outcome"], r["p_steps"], r["p_length"]) > 0.01
+        ok &= agree
+        print(f"{n:4d} {shots:5d} {r['prompt_tokens']:6.0f} | {r['hf_tok_s']:14.0f} {r['ours_tok_s']:10.0f} {r['speedup']:7.2f}x | "
+              f"{r['p_outcome']:9.3f} {r['p_steps']:8.3f} {r['p_length']:8.3f} | {r['correct'][0]:.2f}/{r['correct'][1]:.2f}"
+              f"{'' if agree else '  DISTRIBUTIONS DIFFER'}", flush=True)
+    print("output distributions agree in every configuration (all p > 0.01)" if ok else "some distributions differ")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

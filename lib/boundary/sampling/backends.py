@@ -1,0 +1,209 @@
+"""Sampling backends: one protocol, two engines (transformers on CPU/GPU, vLLM on GPUs).
+
+A backend turns requests (problem id, rendered prompt, sample indices wanted) into `Sample` rows
+for `boundary.store`, streamed as they finish. Both backends tokenize the prompt the same way
+(`encode`), so a template renders to the same tokens whichever engine samples it, and both derive
+each sample's randomness from (seed, problem, sample index) only, so a top-up or a resumed run
+reproduces an uninterrupted one:
+
+- `TransformersBackend` decodes with `boundary.sampling.decode` (counter-based noise per step).
+- `VLLMBackend` sends one request per (problem, sample index), each with its own seed
+  (`sample_seed`), through `LLM.generate` with prefix caching on, so the n requests of a prompt
+  share its prefill. (`SamplingParams(n=..., seed=s)` would draw sample i from one generator
+  seeded per request, so indices 64..255 of a top-up could not match an uninterrupted n=256 run.)
+
+Stop strings: vLLM stops at them natively. The transformers backend stops at the end-of-sequence
+token(s) while decoding and applies stop strings afterwards (text cut before the first stop string,
+completion_tokens counted up to the token that completed it, finish "stop"), as vLLM reports them;
+tokens decoded past a stop string are wasted work, which is small when the template ends answers
+with the end-of-sequence token, as the miniature's do.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from boundary import ROOT
+from boundary.store import Sample, sha256_text
+
+
+@dataclass(frozen=True)
+class Request:
+    """The samples wanted of one problem."""
+
+    problem_id: str  # the problem's id (its key for the noise is decode.problem_key(problem_id))
+    prompt: str  # the rendered prompt (template and chat template applied)
+    samples: tuple[int, ...]  # the sample indices wanted
+
+
+class Backend(Protocol):
+    """What the runner needs of an engine."""
+
+    name: str  # "transformers" or "vllm", recorded with every sample and part of the store key
+    version: str  # the engine library's version, recorded with every sample
+    tokenizer: object  # the model's Hugging Face tokenizer (chat template, token counts)
+
+    def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
+        """Yield one Sample per requested (problem, index), as they finish; params: config.Sampling."""
+        ...
+
+
+def resolve(path: str | Path) -> str:
+    """A local checkpoint folder relative to the repository root, or a hub id unchanged."""
+    p = Path(path)
+    local = p if p.is_absolute() else ROOT / p
+    return str(local) if local.is_dir() else str(path)
+
+
+def render(tokenizer, question: str, template: str | Callable[[str], str] = "chat") -> str:
+    """The prompt text of `question`: "chat" uses the tokenizer's chat template (one user turn, the
+    generation prompt added); a string is a format with a `{question}` field; a callable is called."""
+    if callable(template):
+        return template(question)
+    if template == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"template 'chat': the tokenizer of {tokenizer.name_or_path!r} has no chat template")
+        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True)
+    if "{question}" not in template:
+        raise ValueError(f"template {template[:60]!r}: needs a {{question}} field, or 'chat'")
+    return template.format(question=question)
+
+
+def encode(tokenizer, prompt: str) -> list[int]:
+    """Token ids of a rendered prompt: special tokens (BOS) added unless the text already starts with them."""
+    bos = getattr(tokenizer, "bos_token", None)
+    add = not (bos and prompt.startswith(bos))
+    return tokenizer(prompt, add_special_tokens=add)["input_ids"]
+
+
+def sample_seed(seed: int, problem_id: str, index: int) -> int:
+    """The 63-bit seed of one sample (vLLM backend): a hash of (run seed, problem id, index)."""
+    digest = hashlib.sha256(f"{seed}\0{problem_id}\0{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def cut_at_stop(tokenizer, tokens: list[int], stop: Sequence[str]) -> tuple[str, int, bool]:
+    """(text, tokens counted, stopped): the decoded text cut before the first stop string, and the
+    fewest tokens whose text contains it (binary search over prefixes), as vLLM reports stop strings."""
+    def first(text: str) -> int | None:
+        hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+        return min(hits) if hits else None
+
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    if not stop or first(text) is None:
+        return text, len(tokens), False
+    lo, hi = 1, len(tokens)  # smallest k with a stop string inside decode(tokens[:k])
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if first(tokenizer.decode(tokens[:mid], skip_special_tokens=True)) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    prefix = tokenizer.decode(tokens[:lo], skip_special_tokens=True)
+    return prefix[:first(prefix)], lo, True
+
+
+def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
+    """The end-of-sequence ids: the tokenizer's and the model's generation config's (either may be a list)."""
+    ids = set()
+    for source in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if source is not None:
+            ids.update(source if isinstance(source, (list, tuple)) else [source])
+    if not ids:
+        raise ValueError(f"{tokenizer.name_or_path!r}: no end-of-sequence token; samples would never stop")
+    return sorted(ids)
+
+
+class TransformersBackend:
+    """Hugging Face transformers + boundary.sampling.decode, on CPU or one GPU."""
+
+    name = "transformers"
+
+    def __init__(self, model: str | Path, revision: str | None = None, device: str | None = None,
+                 dtype: str = "auto"):
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.version = transformers.__version__  # recorded with every sample
+        path = resolve(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype).to(device).eval()
+        self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)  # end-of-sequence ids
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.stop_ids[0]  # fills padding (masked)
+
+    def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
+        """Decode every requested sample (see the module docstring); yields as samples finish."""
+        from boundary.sampling.decode import generate, problem_key
+
+        prompts = [encode(self.tokenizer, r.prompt) for r in requests]
+        hashes = [sha256_text(r.prompt, 16) for r in requests]
+        for c in generate(self.model, prompts, [problem_key(r.problem_id) for r in requests],
+                          [r.samples for r in requests], params.seed, temperature=params.temperature,
+                          top_p=params.top_p, max_new_tokens=params.max_new_tokens, stop_token_ids=self.stop_ids,
+                          pad_token_id=self.pad_id, batch_size=params.batch_size):
+            text, count, cut = cut_at_stop(self.tokenizer, c.tokens, params.stop)
+            reason = "stop" if cut else c.finish_reason
+            # a stop token ends the sample too: vLLM counts it among the completion tokens
+            count = count + 1 if (reason == "stop" and not cut) else count
+            yield Sample(problem_id=requests[c.prompt].problem_id, sample=c.sample, text=text, finish_reason=reason,
+                         prompt_tokens=len(prompts[c.prompt]), completion_tokens=count,
+                         prompt_sha256=hashes[c.prompt], backend=self.name, backend_version=self.version)
+
+
+class VLLMBackend:
+    """vLLM's offline `LLM.generate`, one request per (problem, sample index) with its own seed."""
+
+    name = "vllm"
+
+    def __init__(self, model: str | Path, revision: str | None = None, tensor_parallel_size: int = 1,
+                 dtype: str = "auto", chunk: int = 4096, **engine_args):
+        try:
+            import vllm
+        except ImportError as e:
+            raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine "
+                              "(or `make test-vllm` for the CPU build)") from e
+        self.version = vllm.__version__  # recorded with every sample
+        self.chunk = chunk  # requests per LLM.generate call: the granularity of streaming to the store
+        self.llm = vllm.LLM(model=resolve(model), revision=revision, tensor_parallel_size=tensor_parallel_size,
+                            dtype=dtype, enable_prefix_caching=True, seed=0, **engine_args)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
+        """Send the requests in chunks of `self.chunk`; yield each chunk's samples when it completes."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [encode(self.tokenizer, r.prompt) for r in requests]
+        hashes = [sha256_text(r.prompt, 16) for r in requests]
+        todo = [(j, i) for j, r in enumerate(requests) for i in r.samples]
+        for start in range(0, len(todo), self.chunk):
+            part = todo[start:start + self.chunk]
+            sp = [SamplingParams(n=1, seed=sample_seed(params.seed, requests[j].problem_id, i),
+                                 temperature=params.temperature, top_p=params.top_p,
+                                 max_tokens=params.max_new_tokens, stop=list(params.stop) or None)
+                  for j, i in part]
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[j]) for j, _ in part], sp, use_tqdm=False)
+            for (j, i), out in zip(part, outs):
+                o = out.outputs[0]
+                if o.finish_reason not in ("stop", "length"):
+                    raise RuntimeError(f"vllm: sample {requests[j].problem_id}#{i} finished with {o.finish_reason!r}")
+                yield Sample(problem_id=requests[j].problem_id, sample=i, text=o.text, finish_reason=o.finish_reason,
+                             prompt_tokens=len(prompts[j]), completion_tokens=len(o.token_ids),
+                             prompt_sha256=hashes[j], backend=self.name, backend_version=self.version)
+
+
+def load(name: str, model: str | Path, revision: str | None = None, params=None, **kwargs) -> Backend:
+    """The backend called `name` for `model` (params: config.Sampling, for tensor_parallel_size)."""
+    if name == "transformers":
+        return TransformersBackend(model, revision, **kwargs)
+    if name == "vllm":
+        tp = params.tensor_parallel_size if params is not None else 1
+        return VLLMBackend(model, revision, tensor_parallel_size=tp, **kwargs)
+    raise ValueError(f"unknown sampling backend {name!r}: 'transformers' or 'vllm'")

@@ -1,0 +1,129 @@
+"""The sampling runner: fill a store with n samples per problem, generating only what is missing.
+
+`run(backend, store, problems, n, params)` asks the store which (problem, index) pairs are absent,
+has the backend sample exactly those, and appends them to the store in shards of `chunk` samples
+(or every `flush_s` seconds), so a run killed at any moment loses at most the unwritten shard and
+resumes where it stopped; asking for a larger n later tops up. Before sampling it checks that the
+stored samples of each problem were drawn from the same rendered prompt (a changed benchmark or
+template must open a new store, not be mixed in).
+
+As a command (used by the crash-resume test and benchmark, and handy on a GPU box):
+  python -m boundary.sampling.runner --model DIR_OR_HUB_ID --problems FILE.jsonl --n 64 --store DIR
+where each JSONL line is {"id": ..., "prompt": ...} (rendered) or {"id": ..., "question": ...}
+(rendered with --template, default the tokenizer's chat template).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from boundary.config import Sampling
+from boundary.sampling.backends import Backend, Request, load, render
+from boundary.store import Store, make_key, sha256_text
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What one call of `run` did."""
+
+    samples: int  # samples generated and stored by this call
+    completion_tokens: int  # tokens they hold
+    seconds: float  # wall time of the call
+    shards: int  # shards written
+
+
+def check_prompts(store: Store, problems: Sequence[tuple[str, str]]) -> None:
+    """Raise if a problem's stored samples came from another rendered prompt than the one given now."""
+    df = store.read(["problem_id", "prompt_sha256"])
+    if df.empty:
+        return
+    stored = df.groupby("problem_id")["prompt_sha256"].agg(lambda s: set(s))
+    for pid, prompt in problems:
+        if pid in stored.index and stored[pid] != {sha256_text(prompt, 16)}:
+            raise ValueError(f"{store.dir}: problem {pid!r} was sampled from another prompt "
+                             f"(stored prompt hashes {sorted(stored[pid])}); the benchmark or template changed")
+
+
+def run(backend: Backend, store: Store, problems: Sequence[tuple[str, str]], n: int, params: Sampling, *,
+        chunk: int = 64, flush_s: float = 30.0, progress: bool = False) -> RunStats:
+    """Sample indices 0..n-1 of each (problem id, rendered prompt) that the store lacks; stream them in.
+
+    chunk: samples per shard; flush_s: a shorter shard is written after this many seconds, so a slow
+    model loses little when killed. Returns what was generated (nothing when the store is full).
+    """
+    ids = [pid for pid, _ in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError("problem ids must be unique: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})[:5]))
+    check_prompts(store, problems)
+    t0 = time.time()
+    gaps = store.missing(ids, n)
+    prompt_of = dict(problems)
+    requests = [Request(pid, prompt_of[pid], tuple(idx)) for pid, idx in gaps.items()]
+    total, tokens, shards, buffer, last = 0, 0, 0, [], time.time()
+    bar = tqdm(total=sum(len(r.samples) for r in requests), desc=f"sample {store.key.folder()}", unit="sample",
+               disable=not progress)
+    for s in backend.sample(requests, params):
+        buffer.append(s)
+        bar.update(1)
+        if len(buffer) >= chunk or time.time() - last > flush_s:
+            store.append(buffer)
+            total, tokens, shards = total + len(buffer), tokens + sum(b.completion_tokens for b in buffer), shards + 1
+            buffer, last = [], time.time()
+    if buffer:
+        store.append(buffer)
+        total, tokens, shards = total + len(buffer), tokens + sum(b.completion_tokens for b in buffer), shards + 1
+    bar.close()
+    left = store.missing(ids, n)
+    if left:
+        raise RuntimeError(f"{store.dir}: the backend did not return {sum(map(len, left.values()))} requested samples, "
+                           f"e.g. {next(iter(left.items()))}")
+    return RunStats(samples=total, completion_tokens=tokens, seconds=time.time() - t0, shards=shards)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command-line runner (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    ap.add_argument("--revision", default=None, help="hub revision")
+    ap.add_argument("--problems", required=True, type=Path, help="JSONL of {id, prompt} or {id, question}")
+    ap.add_argument("--template", default="chat", help="'chat' or a format string with {question}")
+    ap.add_argument("--n", type=int, required=True, help="samples per problem")
+    ap.add_argument("--store", required=True, type=Path, help="store root folder")
+    ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    ap.add_argument("--temperature", type=float, default=0.6)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--stop", action="append", default=[], help="a stop string (repeatable)")
+    ap.add_argument("--chunk", type=int, default=64, help="samples per shard")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    a = ap.parse_args(argv)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    params = Sampling(backend=a.backend, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
+                      seed=a.seed, batch_size=a.batch_size, stop=a.stop)
+    backend = load(a.backend, a.model, a.revision, params)
+    problems = []
+    for line_no, line in enumerate(a.problems.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "id" not in row or not ("prompt" in row or "question" in row):
+            raise ValueError(f"{a.problems}:{line_no}: needs 'id' and 'prompt' or 'question'")
+        problems.append((str(row["id"]), row["prompt"] if "prompt" in row else render(backend.tokenizer, row["question"], a.template)))
+    template_id = a.template if a.template != "chat" else "chat:" + str(backend.tokenizer.chat_template)
+    store = Store(a.store, make_key(a.model, template_id, backend.name, params, a.revision))
+    stats = run(backend, store, problems, a.n, params, chunk=a.chunk, progress=True)
+    print(json.dumps({"store": str(store.dir), **stats.__dict__}))
+
+
+if __name__ == "__main__":
+    main()

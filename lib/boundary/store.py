@@ -1,0 +1,227 @@
+"""The sample store: append-only, resumable Parquet shards of sampled answers.
+
+Layout: `<root>/<slug>-<digest>/` per store key (model + its version, prompt-template hash,
+backend, every sampling parameter that changes outputs, seed), holding `key.json` (the key in
+clear) and `shard-*.parquet` files, each one batch of samples. Why this shape:
+
+- a shard is written to a temporary name in the same folder, fsynced, then renamed: a run killed
+  at any moment (kill -9) leaves either the whole shard or only a `.tmp-*` file, which reads
+  ignore. What was not yet written is regenerated on resume, identically (counter-based seeds);
+- the key names everything that changes a sample, so changing the temperature, the template or
+  the model's weights opens another store instead of mixing samples; `n` is not in the key:
+  sample indices are, so asking for n=256 after n=64 generates only indices 64..255 (`missing`);
+- duplicates cannot arise from one run (it writes only missing indices); two concurrent runs, or
+  a crash inside `compact` between writing the merged shard and deleting the old ones, can
+  leave the same (problem, sample) twice: reads keep the row of the first shard in name order
+  (the samples are identical anyway), so the result is deterministic.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from boundary import ROOT
+
+SCHEMA = pa.schema([
+    ("problem_id", pa.string()),  # the problem's id in its benchmark
+    ("sample", pa.int32()),  # the sample index, 0..n-1
+    ("text", pa.string()),  # the completion, special tokens and the stop string removed
+    ("finish_reason", pa.string()),  # "stop" (end of sequence or a stop string) or "length" (max_new_tokens)
+    ("prompt_tokens", pa.int32()),  # tokens of the rendered prompt
+    ("completion_tokens", pa.int32()),  # tokens generated, up to the stop token or string
+    ("prompt_sha256", pa.string()),  # first 16 hex digits of the rendered prompt's SHA-256
+    ("backend", pa.string()),  # "transformers" or "vllm"
+    ("backend_version", pa.string()),  # the backend library's version
+])
+FINISH_REASONS = ("stop", "length")  # the only values finish_reason may take
+STALE_TMP_S = 3600  # a temporary shard older than this is a crashed writer's leftover: removed on open
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled answer, a row of the store (fields and meaning as in SCHEMA)."""
+
+    problem_id: str
+    sample: int
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_sha256: str
+    backend: str
+    backend_version: str
+
+
+@dataclass(frozen=True)
+class StoreKey:
+    """Everything that changes a sample: two runs share a store iff their keys are equal."""
+
+    model: str  # hub id, or a local folder (relative to the repository root when inside it)
+    model_version: str  # hub revision ("default" if unpinned), or "sha256:<digest>" of a local folder's files
+    template_sha256: str  # SHA-256 of the prompt template (its text or its registry definition)
+    backend: str  # "transformers" or "vllm": the same seed draws different samples in each
+    sampling: tuple[tuple[str, object], ...]  # every output-changing sampling parameter, sorted by name
+
+    def digest(self) -> str:
+        """16 hex digits of the SHA-256 of the key's canonical JSON."""
+        text = json.dumps(asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def folder(self) -> str:
+        """`<model slug>-<digest>`: readable, and unique per key."""
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model.rstrip("/").split("/")[-1])[:40]
+        return f"{slug}-{self.digest()}"
+
+
+# Sampling fields that do not change any sample (throughput and placement only). Every other field
+# of boundary.config.Sampling enters the key, so a field added later is keyed by default.
+NOT_KEYED = ("batch_size", "tensor_parallel_size", "backend")  # backend is keyed on its own
+
+
+def sha256_text(text: str, digits: int = 64) -> str:
+    """Hex SHA-256 of a string (first `digits` hex digits)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:digits]
+
+
+def folder_sha256(path: Path) -> str:
+    """SHA-256 over a checkpoint folder's files (relative names and contents), in name order."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"{path}: no files to hash (not a checkpoint folder?)")
+    for p in files:
+        h.update(str(p.relative_to(path)).encode() + b"\0")
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def model_identity(path: str | Path, revision: str | None = None) -> tuple[str, str]:
+    """(model, model_version) for a key: a local folder is hashed, a hub id carries its revision."""
+    p = Path(path)
+    p = p if p.is_absolute() else ROOT / p
+    if p.is_dir():
+        name = str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+        return name, "sha256:" + folder_sha256(p)
+    return str(path), revision or "default"
+
+
+def make_key(model: str | Path, template: str, backend: str, sampling, revision: str | None = None) -> StoreKey:
+    """The key of sampling `model` with prompt `template` and `sampling` (a boundary.config.Sampling)."""
+    name, version = model_identity(model, revision)
+    params = sampling.model_dump()
+    keyed = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k not in NOT_KEYED))
+    return StoreKey(model=name, model_version=version, template_sha256=sha256_text(template),
+                    backend=backend, sampling=keyed)
+
+
+class Store:
+    """The samples of one key under `root` (e.g. results/<experiment>/samples)."""
+
+    def __init__(self, root: str | Path, key: StoreKey):
+        self.key = key  # what every sample here was drawn with
+        self.dir = Path(root) / key.folder()  # the shard folder
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "key.json"
+        text = json.dumps(asdict(key), sort_keys=True, indent=1, default=list)
+        if meta.exists() and json.loads(meta.read_text()) != json.loads(text):
+            raise ValueError(f"{meta}: holds another key with the same digest (hash collision or edited file)")
+        if not meta.exists():
+            self._atomic_write(meta, lambda tmp: tmp.write_text(text))
+        for tmp in self.dir.glob(".tmp-*"):  # leftovers of killed writers (live writers are recent)
+            if time.time() - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink(missing_ok=True)
+
+    def _atomic_write(self, final: Path, write) -> None:
+        """write(tmp) a temporary file beside `final`, fsync it, rename it into place, fsync the folder."""
+        tmp = final.with_name(f".tmp-{final.name}")
+        try:
+            write(tmp)
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def shards(self) -> list[Path]:
+        """The complete shards, in name order (temporary files excluded)."""
+        return sorted(self.dir.glob("shard-*.parquet"))
+
+    def append(self, samples: Sequence[Sample]) -> Path | None:
+        """Write `samples` as one new shard, atomically; returns its path (None if empty)."""
+        if not samples:
+            return None
+        for s in samples:
+            if s.finish_reason not in FINISH_REASONS:
+                raise ValueError(f"sample {s.problem_id}#{s.sample}: finish_reason {s.finish_reason!r} "
+                                 f"is not one of {FINISH_REASONS}")
+        return self._write(pa.Table.from_pylist([asdict(s) for s in samples], schema=SCHEMA))
+
+    def _write(self, table: pa.Table) -> Path:
+        """One new shard holding `table`, written atomically."""
+        # time first, so name order is write order; pid and a random part make concurrent names unique
+        path = self.dir / f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        self._atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        return path
+
+    def read(self, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """All samples, one row per (problem_id, sample), sorted by them (duplicates: first shard wins)."""
+        cols = list(columns) if columns is not None else SCHEMA.names
+        cols = cols + [c for c in ("problem_id", "sample") if c not in cols]
+        shards = self.shards()
+        if not shards:
+            return pd.DataFrame({c: pd.Series(dtype=SCHEMA.field(c).type.to_pandas_dtype()) for c in cols})
+        frames = []
+        for p in shards:
+            try:
+                frames.append(pq.read_table(p, columns=cols, schema=SCHEMA).to_pandas())
+            except (pa.ArrowInvalid, OSError) as e:
+                raise ValueError(f"{p}: unreadable shard ({e}); it was renamed into place complete, so the "
+                                 f"file was damaged afterwards: move it away and re-run to regenerate it") from e
+        df = pd.concat(frames, ignore_index=True)
+        df = df.drop_duplicates(["problem_id", "sample"], keep="first")
+        return df.sort_values(["problem_id", "sample"], kind="stable").reset_index(drop=True)
+
+    def done(self) -> dict[str, set[int]]:
+        """The sample indices present, per problem id."""
+        df = self.read(["problem_id", "sample"])
+        return {pid: set(g.tolist()) for pid, g in df.groupby("problem_id", sort=False)["sample"]}
+
+    def missing(self, problem_ids: Sequence[str], n: int | Mapping[str, int]) -> dict[str, list[int]]:
+        """Per problem, the indices in 0..n-1 not yet stored (problems with none missing are left out)."""
+        have = self.done()
+        out = {}
+        for pid in problem_ids:
+            want = n[pid] if isinstance(n, Mapping) else n
+            gap = [i for i in range(want) if i not in have.get(pid, ())]
+            if gap:
+                out[pid] = gap
+        return out
+
+    def compact(self) -> Path | None:
+        """Merge all shards into one (deduplicated), then delete the old ones; crash-safe at any point."""
+        old = self.shards()
+        if len(old) <= 1:
+            return old[0] if old else None
+        merged = self._write(pa.Table.from_pandas(self.read(), schema=SCHEMA, preserve_index=False))
+        for p in old:  # a crash here leaves duplicates, which reads drop
+            p.unlink(missing_ok=True)
+        return merged

@@ -1,0 +1,167 @@
+"""The transformers backend and the runner: top-up, resume after kill -9, seeds, stop strings, lengths."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from tiny_lm import char_tokenizer, save_tiny_checkpoint
+
+from boundary import ROOT
+from boundary.config import Sampling
+from boundary.sampling import runner
+from boundary.sampling.backends import TransformersBackend, cut_at_stop, encode, render, sample_seed
+from boundary.store import Store, make_key
+
+QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?", "1+1+1?", "6/3?"])}
+PARAMS = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=24, seed=0, batch_size=16, stop=[])
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), eos_boost=50.0)
+
+
+@pytest.fixture(scope="module")
+def backend(ckpt):
+    return TransformersBackend(ckpt, device="cpu")
+
+
+def problems(backend):
+    return [(pid, render(backend.tokenizer, q)) for pid, q in QUESTIONS.items()]
+
+
+def clean(df):
+    """Rows whose text has one character per generated token (no special token emitted)."""
+    return df.text.str.len() == df.completion_tokens - (df.finish_reason == "stop")
+
+
+def fill(backend, root, n, params=PARAMS, **kw):
+    store = Store(root, make_key(backend.model.name_or_path, "chat", backend.name, params))
+    stats = runner.run(backend, store, problems(backend), n, params, **kw)
+    return store, stats
+
+
+def test_top_up_generates_only_missing_and_matches_a_full_run(backend, tmp_path):
+    store, first = fill(backend, tmp_path / "a", 4)
+    assert first.samples == 6 * 4
+    store, second = fill(backend, tmp_path / "a", 10)
+    assert second.samples == 6 * 6  # indices 4..9 only
+    _, again = fill(backend, tmp_path / "a", 10)
+    assert again.samples == 0
+    full, _ = fill(backend, tmp_path / "b", 10, chunk=7)
+    assert store.read().equals(full.read())
+    assert sorted(store.read().groupby("problem_id")["sample"].apply(list).iloc[0]) == list(range(10))
+
+
+def test_seeds_reproduce(backend, tmp_path):
+    a, _ = fill(backend, tmp_path / "a", 5)
+    b, _ = fill(backend, tmp_path / "b", 5)
+    c, _ = fill(backend, tmp_path / "c", 5, params=PARAMS.model_copy(update={"seed": 1}))
+    assert a.read().equals(b.read())
+    assert (a.read().text != c.read().text).mean() > 0.5
+
+
+def test_finish_reasons_and_token_counts(backend, tmp_path):
+    store, _ = fill(backend, tmp_path, 8)
+    df = store.read()
+    assert set(df.finish_reason) == {"stop", "length"}, "the fixture should exercise both reasons"
+    length, stop = df[df.finish_reason == "length"], df[df.finish_reason == "stop"]
+    assert (length.completion_tokens == PARAMS.max_new_tokens).all()
+    # one character per token, except special tokens (dropped from the text) the random model may emit
+    assert (length.text.str.len() <= PARAMS.max_new_tokens).all()
+    # stopped by the end-of-sequence token: counted (as vLLM does), not in the text
+    assert (stop.text.str.len() + 1 <= stop.completion_tokens).all()
+    assert (stop.completion_tokens <= PARAMS.max_new_tokens).all()
+    assert (clean(df)).mean() > 0.5
+    prompts = dict(problems(backend))
+    assert (df.prompt_tokens == df.problem_id.map(lambda p: len(encode(backend.tokenizer, prompts[p])))).all()
+    assert set(df.backend) == {"transformers"} and df.backend_version.iloc[0] == backend.version
+
+
+def test_stop_strings_cut_the_text(backend, tmp_path):
+    free, _ = fill(backend, tmp_path / "free", 8)
+    params = PARAMS.model_copy(update={"stop": ["k", "j"]})  # frequent in the fixture's samples
+    cut, _ = fill(backend, tmp_path / "cut", 8, params=params)
+    assert cut.key.digest() != free.key.digest()
+    n_cut = 0
+    f_df, c_df = free.read(), cut.read()
+    for f, c, ok in zip(f_df.itertuples(), c_df.itertuples(), clean(f_df)):
+        if not ok:  # a special token in the text: characters no longer count tokens
+            continue
+        hits = [i for i in (f.text.find("k"), f.text.find("j")) if i >= 0]
+        if hits:  # cut before the first stop string; tokens counted through the one completing it
+            n_cut += 1
+            assert (c.text, c.finish_reason, c.completion_tokens) == (f.text[:min(hits)], "stop", min(hits) + 1)
+        else:
+            assert (c.text, c.finish_reason, c.completion_tokens) == (f.text, f.finish_reason, f.completion_tokens)
+    assert n_cut > 5, "the stop strings should occur in the fixture's samples"
+
+
+@pytest.mark.parametrize("text, stop, expected", [
+    ("abc+def", ["+"], ("abc", 4, True)),  # cut at the stop string; 4 tokens up to and including "+"
+    ("abc+def", ["x"], ("abc+def", 7, False)),  # absent: unchanged
+    ("abc+def", ["de", "c+"], ("ab", 4, True)),  # the earliest of several; completed by "+"
+    ("abc+def", [], ("abc+def", 7, False)),  # no stop strings
+    ("+abc", ["+"], ("", 1, True)),  # at the very start
+])
+def test_cut_at_stop(text, stop, expected):
+    tok = char_tokenizer()
+    assert cut_at_stop(tok, tok(text, add_special_tokens=False)["input_ids"], stop) == expected
+
+
+def test_render_and_encode():
+    tok = char_tokenizer()
+    chat = render(tok, "2+2?")
+    assert chat == "<s>user: 2+2?\nassistant: "
+    assert encode(tok, chat).count(tok.bos_token_id) == 1  # BOS not added twice
+    assert encode(tok, render(tok, "2+2?", "Q: {question} A:"))[0] == tok.bos_token_id
+    with pytest.raises(ValueError, match="question"):
+        render(tok, "2+2?", "no field")
+
+
+def test_sample_seed_is_stable_and_distinct():
+    seeds = {sample_seed(0, "p", i) for i in range(1000)}
+    assert len(seeds) == 1000 and all(0 <= s < 2**63 for s in seeds)
+    assert sample_seed(0, "p", 0) != sample_seed(1, "p", 0) != sample_seed(0, "q", 0)
+
+
+def test_a_changed_prompt_is_refused(backend, tmp_path):
+    store, _ = fill(backend, tmp_path, 2)
+    changed = [(pid, p + " ") for pid, p in problems(backend)]
+    with pytest.raises(ValueError, match="another prompt"):
+        runner.run(backend, store, changed, 3, PARAMS)
+
+
+def test_resume_after_kill_9_reproduces_an_uninterrupted_run(ckpt, backend, tmp_path):
+    """A runner subprocess is SIGKILLed once it has written some shards; a resumed run completes the store
+    exactly as an uninterrupted run does, with no (problem, index) missing or duplicated."""
+    jsonl = tmp_path / "problems.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": pid, "question": q}) + "\n" for pid, q in QUESTIONS.items()))
+    n = 24
+    args = [sys.executable, "-m", "boundary.sampling.runner", "--model", str(ckpt), "--problems", str(jsonl),
+            "--n", str(n), "--store", str(tmp_path / "killed"), "--temperature", "1.0", "--top-p", "0.95",
+            "--max-new-tokens", "24", "--batch-size", "4", "--chunk", "4", "--threads", "1"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    store_dirs = lambda: list((tmp_path / "killed").glob("*/shard-*.parquet"))  # noqa: E731
+    while len(store_dirs()) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    [folder] = (tmp_path / "killed").iterdir()
+    params = PARAMS.model_copy(update={"batch_size": 4})
+    killed = Store(tmp_path / "killed", make_key(ckpt, "chat:" + str(backend.tokenizer.chat_template), "transformers", params))
+    assert killed.dir == folder, "the CLI and the library must derive the same store key"
+    partial = len(killed.read())
+    assert 0 < partial < len(QUESTIONS) * n
+    stats = runner.run(backend, killed, problems(backend), n, params)
+    assert stats.samples == len(QUESTIONS) * n - partial
+    reference, _ = fill(backend, tmp_path / "reference", n, params=PARAMS.model_copy(update={"batch_size": 32}))
+    got = killed.read()
+    assert len(got) == len(QUESTIONS) * n and not got.duplicated(["problem_id", "sample"]).any()
+    assert got.equals(reference.read())

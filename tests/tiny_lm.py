@@ -1,0 +1,63 @@
+"""Tiny randomly initialised Llama models for the sampling tests: built in well under a second.
+
+`initializer_range` is large so the next-token distributions are peaked (max probability ~0.3-0.5)
+rather than near uniform, which makes stop tokens, top-p cut-offs and distribution tests meaningful.
+Importing this module sets torch to one thread: such tiny models run several times faster so, and
+the test machine is shared.
+"""
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+torch.set_num_threads(1)
+
+
+def tiny_llama(seed: int = 0, vocab: int = 40, hidden: int = 64, layers: int = 2, init: float = 0.5) -> LlamaForCausalLM:
+    """A random LlamaForCausalLM (float32, eval mode) with `vocab` tokens; the same for the same seed."""
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      initializer_range=init, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return LlamaForCausalLM(cfg).eval()
+
+
+# Characters of the tiny checkpoint's tokenizer: one token per character, after 4 special tokens.
+CHARS = "0123456789+-*/=()?.,:;!'\" \nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\\{}[]<>_^|#$%&@~"
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0..3: padding, begin, end (the stop token), unknown
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant: {% endif %}")  # a minimal chat template
+
+
+def char_tokenizer():
+    """A character-level PreTrainedTokenizerFast (WordLevel over single characters), built offline."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + list(CHARS))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])  # BOS, as Llama
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", chat_template=CHAT_TEMPLATE)
+
+
+def save_tiny_checkpoint(folder, seed: int = 0, hidden: int = 128, layers: int = 2, eos_boost: float = 0.0):
+    """Save a random Llama + character tokenizer as a Hugging Face checkpoint folder; return the folder.
+
+    head_dim is 32 (hidden 128, 4 heads) because vLLM's CPU attention supports only some head sizes.
+    eos_boost adds to the end-of-sequence logit (via the norm-independent lm_head row) so samples
+    stop at varied lengths instead of always running to max_new_tokens.
+    """
+    from pathlib import Path
+
+    tok = char_tokenizer()
+    model = tiny_llama(seed, vocab=len(tok), hidden=hidden, layers=layers, init=0.5)
+    if eos_boost:
+        with torch.no_grad():  # final RMSNorm output has mean square 1: align the EOS row with its mean
+            model.lm_head.weight[tok.eos_token_id] += eos_boost * model.model.norm.weight / hidden
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
