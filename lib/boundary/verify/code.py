@@ -184,16 +184,25 @@ class Sandbox:
 
 
 def _kill_marked(token: str) -> None:
-    """SIGKILL every process whose environment carries the sandbox's token (those that called setsid)."""
+    """SIGKILL every process whose environment carries the sandbox's token (those that called setsid),
+    scanning again until none is left (a process may fork while the scan runs)."""
     needle = f"BOUNDARY_SANDBOX={token}".encode()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
+    for _ in range(50):
+        found = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
             try:
                 with open(f"/proc/{pid}/environ", "rb") as f:
-                    if needle in f.read():
-                        os.kill(int(pid), signal.SIGKILL)
+                    if needle not in f.read():
+                        continue
+                os.kill(int(pid), signal.SIGKILL)
+                found = True
             except (OSError, ProcessLookupError):
                 pass
+        if not found:
+            return
+        time.sleep(0.01)
 
 
 def isolation() -> list[str]:
@@ -220,6 +229,8 @@ class _Proxy:
         out = []
         for _ in args_list:
             r = self.box.receive()
+            if "raised" not in r and "value" not in r:
+                raise _Died("a reply of the wrong shape")
             if "raised" in r:
                 name = str(r["raised"]).split(":")[0]
                 kind = getattr(builtins, name, None)
@@ -277,7 +288,10 @@ def run(program: str, test: str, entry_point: str | None, timeout_s: float = TIM
     """
     def body(box: Sandbox) -> Verdict:
         wanted = sorted(set(_free_names(test)) | ({entry_point} if entry_point else set()))
-        found = {name: (kind, detail) for name, kind, detail in box.request({"names": wanted})["names"]}
+        try:
+            found = {name: (kind, detail) for name, kind, detail in box.request({"names": wanted})["names"]}
+        except (KeyError, TypeError, ValueError) as e:
+            raise _Died("a reply of the wrong shape") from e
         if entry_point and found.get(entry_point, ("",))[0] != "callable":
             return _verdict("wrong", f"the program defines no function {entry_point!r}")
         ns = {"__name__": "__test__"}
