@@ -102,8 +102,12 @@ def grade_samples(samples: pd.DataFrame, gold: Mapping | pd.DataFrame, *, cache:
                           "correct": v.correct, "extracted": v.extracted, "verifier": v.verifier,
                           "version": v.version, "detail": v.detail, "input_hash": todo.at[i, "input_hash"]}
                          for i, v in fresh], columns=COLUMNS)
-    out = pd.concat([reused[COLUMNS], rows], ignore_index=True) if len(reused) else rows
-    out = out.astype({"correct": bool}).sort_values(["problem", "sample"], kind="stable").reset_index(drop=True)
+    parts = [x for x in (reused[COLUMNS], rows) if len(x)]
+    out = pd.concat(parts, ignore_index=True) if parts else rows
+    out["sample"] = out["sample"].astype(samples["sample"].dtype)
+    text = {c: object for c in COLUMNS if c not in ("sample", "correct")}  # one dtype, cached or fresh
+    out = out.astype({"correct": bool, **text}).sort_values(["problem", "sample"], kind="stable").reset_index(drop=True)
+    out["extracted"] = out["extracted"].where(out["extracted"].notna(), None)
     if cache is not None:
         _write(out, Path(cache), keep=old)
     return out
