@@ -49,6 +49,8 @@ def encode(x, depth: int = 0, canonical: bool = False):
         return {"?": "too deeply nested"}
     if type(x) is list and all(map(_scalar, x)):
         return x
+    if type(x) is tuple and all(map(_scalar, x)):
+        return {"t": list(x)}
     if isinstance(x, bool):
         return bool(x)
     if isinstance(x, int):
@@ -65,7 +67,7 @@ def encode(x, depth: int = 0, canonical: bool = False):
         return {"y": base64.b64encode(bytes(x)).decode()}
     if isinstance(x, dict):
         items = [[encode(k, depth + 1, canonical), encode(v, depth + 1, canonical)] for k, v in dict.items(x)]
-        if canonical:  # for digests: equal dicts in any insertion order encode alike
+        if canonical:  # equal dicts in any insertion order encode alike (digests depend on it)
             items.sort(key=json.dumps)
         return {"d": items}
     for kind, tag in ((list, ""), (tuple, "t"), (set, "S"), (frozenset, "F")):
@@ -204,13 +206,12 @@ def _resolve(ns: dict, name: str):
 def _call(ns: dict, name: str, args: list) -> dict:
     """One call of the program's function: {"value": data} or {"raised": "Type: message"}."""
     try:
-        value = _resolve(ns, name)(*args)
-        encoded = encode(value)
-        if len(text := json.dumps(encoded)) > DIGEST_OVER:
-            del text
-            canonical = json.dumps(encode(value, canonical=True)).encode()
-            return {"value": {"#": hashlib.sha256(canonical).hexdigest()}}
-        return {"value": encoded}
+        encoded = encode(_resolve(ns, name)(*args), canonical=True)
+        sha, size = hashlib.sha256(), 0
+        for chunk in json.JSONEncoder().iterencode(encoded):  # streamed: no second copy of a huge result
+            sha.update(chunk.encode())
+            size += len(chunk)
+        return {"value": {"#": sha.hexdigest()} if size > DIGEST_OVER else encoded}
     except BaseException as e:  # noqa: BLE001 (SystemExit too: the call failed)
         try:
             return {"raised": f"{type(e).__name__}: {str(e)[:300]}"}

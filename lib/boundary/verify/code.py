@@ -101,8 +101,12 @@ class Sandbox:
         os.close(from_child)
         self._buf = bytearray()  # bytes read from the child and not yet parsed
         self._seen = 0  # how far _buf is known to hold no newline
-        self.send({"program": program, "mode": mode})
-        self.ready = self.receive()  # {"ready": bool, "isolation": [...]} or {"ready": False, "error": ...}
+        try:
+            self.send({"program": program, "mode": mode})
+            self.ready = self.receive()  # {"ready": bool, "isolation": [...]} or {"ready": False, "error": ...}
+        except BaseException:  # a program that loops or dies while loading: clean up, then report
+            self.close()
+            raise
 
     def send(self, msg: dict) -> None:
         """Write one request (the child may have died: that shows on the next receive)."""
