@@ -9,7 +9,8 @@ answer or two, and some truncated responses without a box. Three graders:
 - `ours`: `boundary.verify.math.grade_many` (distinct (gold, answer) pairs once, a 2-process pool).
 Verdicts of `ours` must equal `loop` exactly; `peer` agreement is reported.
 
-Run: .venv/bin/python benchmarks/verify_math_speed.py [--problems 200] [--samples 64]
+Run: .venv/bin/python benchmarks/verify_math_speed.py [--problems 200] [--samples 64] [--order stream|problem]
+     [--dataset math500|gsm8k]
 """
 import argparse
 import json
@@ -22,7 +23,7 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 from boundary import ROOT
 from boundary.verify.math import _latex, extract, grade_many
 
-DATA = ROOT.parent / "shared" / "data" / "benchmarks" / "math500" / "test.jsonl"
+DATA = ROOT.parent / "shared" / "data" / "benchmarks"
 
 
 def pool(gold: str, rng: random.Random) -> list[str]:
@@ -37,9 +38,13 @@ def pool(gold: str, rng: random.Random) -> list[str]:
     return answers
 
 
-def build(problems: int, samples: int, seed: int = 0) -> tuple[list[str], list[str]]:
+def build(problems: int, samples: int, seed: int = 0, order: str = "stream",
+          dataset: str = "math500") -> tuple[list[str], list[str]]:
     rng = random.Random(seed)
-    rows = [json.loads(line) for line in open(DATA)][:problems]
+    rows = [json.loads(line) for line in open(DATA / dataset / "test.jsonl")][:problems]
+    if dataset == "gsm8k":  # its reference: reasoning, then `#### N`; answer it with a box
+        rows = [{"answer": r["answer"].split("####")[-1].strip().replace(",", ""),
+                 "solution": r["answer"].split("####")[0] + "\\boxed{}"} for r in rows]
     responses, golds = [], []
     for r in rows:
         answers = pool(r["answer"], rng)
@@ -50,6 +55,9 @@ def build(problems: int, samples: int, seed: int = 0) -> tuple[list[str], list[s
             else:
                 responses.append(head + "\\boxed{" + rng.choice(answers) + "}.")
             golds.append(r["answer"])
+    if order == "stream":  # as a sampler streams them: sample 0 of every problem, then sample 1, ...
+        idx = [p * samples + i for i in range(samples) for p in range(len(rows))]
+        responses, golds = [responses[i] for i in idx], [golds[i] for i in idx]
     return responses, golds
 
 
@@ -71,10 +79,14 @@ def main():
     ap.add_argument("--problems", type=int, default=200, help="MATH500 problems")
     ap.add_argument("--samples", type=int, default=64, help="samples per problem")
     ap.add_argument("--workers", type=int, default=2, help="processes for grade_many")
+    ap.add_argument("--order", choices=["stream", "problem"], default="stream",
+                    help="stream: interleaved as sampled; problem: grouped (Math-Verify's own small LRU caches then help the loop)")
+    ap.add_argument("--dataset", default="math500", choices=["math500", "gsm8k"], help="whose answers")
     a = ap.parse_args()
-    responses, golds = build(a.problems, a.samples)
+    responses, golds = build(a.problems, a.samples, order=a.order, dataset=a.dataset)
     distinct = len({(extract(r)[0], g) for r, g in zip(responses, golds)})
-    print(f"{len(responses)} samples, {a.problems} problems, {distinct} distinct (answer, gold) pairs")
+    print(f"{a.dataset}: {len(responses)} samples, {a.problems} problems x {a.samples}, {a.order} order, "
+          f"{distinct} distinct (answer, gold) pairs")
 
     warm = [f"\\boxed{{{i}}}" for i in range(4 * a.workers)]
     grade_many(warm, ["1"] * len(warm), workers=a.workers)  # start the workers (imports sympy) outside the clock
