@@ -4,6 +4,7 @@ import ast
 import gzip
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -93,9 +94,9 @@ def test_writes_outside_the_sandbox_fail(tmp_path):
 
 def test_sandbox_directory_is_removed():
     program = "import os\nopen('left.txt', 'w').write(os.getcwd())\n" + ADD
-    before = {p for p in os.listdir(code.tempfile.gettempdir()) if p.startswith("boundary-sandbox-")}
+    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("boundary-sandbox-")}
     assert code.run(program, ADD_TEST, "add", timeout_s=5).correct
-    after = {p for p in os.listdir(code.tempfile.gettempdir()) if p.startswith("boundary-sandbox-")}
+    after = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("boundary-sandbox-")}
     assert after <= before
 
 

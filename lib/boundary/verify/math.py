@@ -12,7 +12,8 @@ Math-Verify's own timeouts use `signal.alarm`, which breaks in threads and retur
 time-out, so they are switched off and each check instead runs in a worker that is killed and
 replaced when it overruns (`timeout`). `grade_many` checks each distinct (gold, extracted answer)
 once, since most samples of a problem repeat a few answers, and spreads the distinct checks over a
-process pool. The visual answer types ("number" with a stated precision, MathVista; "choice", an
+process pool (two plain integers are compared directly: Math-Verify's verdict, without its ~10 ms
+LaTeX parse). The visual answer types ("number" with a stated precision, MathVista; "choice", an
 option letter or value, MathVision/MathVista) are plain Python and run in the caller.
 """
 import atexit
