@@ -148,6 +148,21 @@ def loads(text: str | bytes):
 
 # ---------------------------------------------------------------- the child process
 
+def _processes_of(uid: int) -> int:
+    """How many processes (threads count too, for RLIMIT_NPROC) the user runs now."""
+    n = 0
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        lines = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if lines.get("Uid", "").split()[:1] == [str(uid)]:
+            n += int(lines.get("Threads", "1").strip() or 1)
+    return n
+
+
 def _confine(limits: dict) -> list[str]:
     """Apply limits, leave the network, drop root; return what isolation was achieved."""
     import ctypes
@@ -182,7 +197,10 @@ def _confine(limits: dict) -> list[str]:
                 module.__path__[:] = [moved(p) for p in module.__path__]
         sys.path_importer_cache.clear()
         done.append("nobody")
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
+    # RLIMIT_NPROC counts all processes of the user: as nobody that is the sandboxes; otherwise add
+    # what the user already runs, so the sandbox itself may still fork `processes` times.
+    allowed = limits["processes"] + (0 if "nobody" in done else _processes_of(os.getuid()))
+    resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
     if not net:  # an unprivileged user may still get a network namespace inside a user namespace
         net = libc.unshare(clone_newuser | clone_newnet) == 0
     if net:
