@@ -219,11 +219,6 @@ def _wrong_return(program, entry):
 MUTANT_SURVIVORS = {"Mbpp/164", "Mbpp/737", "Mbpp/787", "Mbpp/794"}
 
 
-# Sweeps longer than CI's share (MBPP+ plus inputs: Mbpp/255 alone builds 1.7 million 77-tuples) run on request.
-FULL = pytest.mark.skipif(os.environ.get("BOUNDARY_FULL_SWEEPS") != "1",
-                          reason="a sweep of several minutes: set BOUNDARY_FULL_SWEEPS=1 to run it")
-
-
 def _sample(items, every):
     return items if every == 1 else items[::every]
 
@@ -235,7 +230,7 @@ def _sample(items, every):
     ("humaneval", 8, True),   # every 8th task, base + plus inputs
     ("mbpp", 16, True),       # every 16th task, base + plus inputs
     pytest.param("humaneval", 1, True, marks=pytest.mark.slow),  # full sweep: about 100 s on 2 cores
-    pytest.param("mbpp", 1, True, marks=[pytest.mark.slow, FULL]),  # full sweep: about 7 min on 2 cores
+    pytest.param("mbpp", 1, True, marks=pytest.mark.slow),  # full sweep: about 3 min on 2 cores
 ])
 def test_evalplus_canonical_pass_and_mutants_fail(shared, benchmark, every, plus):
     tasks = _sample(_evalplus(shared, benchmark), every)
