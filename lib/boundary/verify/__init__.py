@@ -1,0 +1,34 @@
+"""Verification: turn a model's response into a verdict that pass@k can trust.
+
+`boundary.verify.math` grades math answers (Math-Verify, process-isolated hard timeouts, one check
+per distinct answer), and the visual answer types (numbers with a stated precision, option letters);
+`boundary.verify.code` runs programs against HumanEval+/MBPP+/LiveCodeBench tests in a sandbox whose
+verdict the program cannot forge; `boundary.verify.regrade` keeps a Parquet cache of verdicts beside
+the sample store, so a grader upgrade re-grades only what changed.
+
+Every grader returns the same frozen `Verdict`, which names the verifier and its version, so a
+stored verdict always says what produced it. Nothing scores zero silently: a verifier that crashed
+is `error`, one that ran out of time is `timeout`, a response without an answer is `no_answer`.
+"""
+from dataclasses import dataclass
+
+# The statuses a verdict can have; only "correct" counts as a pass.
+STATUSES = ("correct", "wrong", "no_answer", "timeout", "error")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str                   # one of STATUSES
+    extracted: str | None         # the answer extracted from the response (None if none was found)
+    verifier: str                 # the grader's name, e.g. "math-verify" or "sandbox-python"
+    version: str                  # the grader's version: a change of it re-grades stored verdicts
+    detail: str = ""              # a short reason (why wrong, which test failed, what timed out)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"Verdict.status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def correct(self) -> bool:
+        """True only for a `correct` verdict (timeouts and errors are not passes)."""
+        return self.status == "correct"

@@ -1,0 +1,158 @@
+"""Re-grading: verdicts for a table of samples, kept in a Parquet cache beside it, without regenerating anything.
+
+`grade_samples` takes any samples DataFrame (columns `problem`, `sample`, `text`; the sample store
+is one source of them) and the gold answers per problem, and returns one verdict row per sample.
+With a `cache` path it reuses every stored verdict whose inputs (response text, gold, answer type)
+and grader version are unchanged, grades only the rest, and rewrites the cache atomically. So a
+grader upgrade (a new `boundary.verify.math.VERSION` or `code.VERSION`) re-grades exactly the
+verdicts that version produced, and new samples (a top-up from n to a larger n) only themselves.
+
+`audit` compares Math-Verify with a plain normalized-string check and returns the disagreements,
+for notebook 02's audit of the verifier.
+"""
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from boundary.verify import code, math
+
+# The columns of a verdict table, in order.
+COLUMNS = ["problem", "sample", "status", "correct", "extracted", "verifier", "version", "detail", "input_hash"]
+
+
+def beside(samples_path: str | Path) -> Path:
+    """Where the verdicts of a samples file live: `<name>.verdicts.parquet` in the same folder."""
+    p = Path(samples_path)
+    return p.with_name(p.name.split(".")[0] + ".verdicts.parquet")
+
+
+def _golds(gold: Mapping | pd.DataFrame) -> pd.DataFrame:
+    """Gold answers as a frame indexed by problem, with answer_type, choices and precision columns."""
+    if isinstance(gold, pd.DataFrame):
+        if not {"problem", "gold"} <= set(gold.columns):
+            raise ValueError(f"the gold table needs columns 'problem' and 'gold', has {list(gold.columns)}")
+        g = gold.set_index("problem")
+    else:
+        g = pd.DataFrame({"gold": pd.Series(dict(gold), dtype=object)})
+    if g.index.duplicated().any():
+        raise ValueError(f"the gold table repeats problems: {list(g.index[g.index.duplicated()][:5])}")
+    for col, default in (("answer_type", "math"), ("choices", None), ("precision", None)):
+        if col not in g.columns:
+            g[col] = default
+    return g
+
+
+def _hash(*parts) -> str:
+    """A short stable hash of a verdict's inputs (text, gold, answer type, options)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _version(answer_type: str) -> str:
+    return code.VERSION if answer_type == "code" else math.VERSION
+
+
+def grade_samples(samples: pd.DataFrame, gold: Mapping | pd.DataFrame, *, cache: str | Path | None = None,
+                  timeout_s: float | None = None, workers: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """One verdict row per sample (columns `COLUMNS`), reusing and updating the Parquet `cache` if given.
+
+    `gold`: {problem: gold answer} (math), or a DataFrame with columns problem, gold and optionally
+    answer_type ("math", "number", "choice", "code": then gold is the `tests` dict), choices, precision.
+    """
+    missing = {"problem", "sample", "text"} - set(samples.columns)
+    if missing:
+        raise ValueError(f"the samples table lacks columns {sorted(missing)}")
+    g = _golds(gold)
+    unknown = sorted(set(samples["problem"]) - set(g.index))
+    if unknown:
+        raise ValueError(f"{len(unknown)} problems have samples but no gold answer, e.g. {unknown[:3]}")
+    df = samples[["problem", "sample", "text"]].reset_index(drop=True).join(
+        g[["gold", "answer_type", "choices", "precision"]], on="problem")
+    df["input_hash"] = [_hash(t, gd, at, ch, pr) for t, gd, at, ch, pr in
+                        zip(df["text"], df["gold"], df["answer_type"], df["choices"], df["precision"])]
+    df["version"] = [_version(t) for t in df["answer_type"]]
+
+    old = pd.read_parquet(cache) if cache is not None and Path(cache).exists() else None
+    key = ["problem", "sample", "input_hash", "version"]
+    if old is None or old.empty:
+        old = pd.DataFrame({c: pd.Series(dtype=df[c].dtype if c in df else object) for c in COLUMNS})
+    reused = df[key].merge(old[COLUMNS], on=key, how="inner")
+    todo = df.merge(reused[key], on=key, how="left", indicator=True)
+    todo = todo[todo["_merge"] == "left_only"].drop(columns="_merge")
+
+    fresh = []
+    is_code = todo["answer_type"] == "code"
+    if (~is_code).any():
+        part = todo[~is_code]
+        fresh += list(zip(part.index, math.grade_many(
+            list(part["text"]), [str(x) for x in part["gold"]], list(part["answer_type"]),
+            choices=[list(c) if isinstance(c, (list, tuple)) or hasattr(c, "tolist") else None for c in part["choices"]],
+            precisions=[None if p is None or pd.isna(p) else int(p) for p in part["precision"]],
+            timeout_s=timeout_s or math.TIMEOUT_S, workers=workers, progress=progress)))
+    if is_code.any():
+        part = todo[is_code]
+        fresh += list(zip(part.index, code.run_many(list(part["text"]), list(part["gold"]), timeout_s,
+                                                    workers=workers, progress=progress)))
+    rows = pd.DataFrame([{"problem": todo.at[i, "problem"], "sample": todo.at[i, "sample"], "status": v.status,
+                          "correct": v.correct, "extracted": v.extracted, "verifier": v.verifier,
+                          "version": v.version, "detail": v.detail, "input_hash": todo.at[i, "input_hash"]}
+                         for i, v in fresh], columns=COLUMNS)
+    parts = [x for x in (reused[COLUMNS], rows) if len(x)]
+    out = pd.concat(parts, ignore_index=True) if parts else rows
+    out["sample"] = out["sample"].astype(samples["sample"].dtype)
+    text = {c: object for c in COLUMNS if c not in ("sample", "correct")}  # one dtype, cached or fresh
+    out = out.astype({"correct": bool, **text}).sort_values(["problem", "sample"], kind="stable").reset_index(drop=True)
+    out["extracted"] = out["extracted"].where(out["extracted"].notna(), None)
+    if cache is not None:
+        _write(out, Path(cache), keep=old)
+    return out
+
+
+def _write(verdicts: pd.DataFrame, path: Path, keep: pd.DataFrame) -> None:
+    """Merge into the cache (other samples' verdicts kept) and write it atomically (temp file, rename)."""
+    key = ["problem", "sample"]
+    others = keep.merge(verdicts[key], on=key, how="left", indicator=True)
+    others = others[others["_merge"] == "left_only"].drop(columns="_merge")[COLUMNS]
+    table = pd.concat([others, verdicts], ignore_index=True) if len(others) else verdicts
+    table = table.sort_values(key, kind="stable").reset_index(drop=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- the audit of the verifier
+
+def normalize(answer: str) -> str:
+    """A plain string normalization (the check many evaluation scripts use): no $, spaces, \\left/\\right,
+    \\text{} wrappers, thin spaces, degree or percent signs, trailing full stop; dfrac/tfrac as frac."""
+    s = str(answer)
+    s = re.sub(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}", r"\1", s)
+    for old, new in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("$", ""),
+                     ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("^\\circ", ""), ("^{\\circ}", ""),
+                     ("\\%", ""), ("%", "")):
+        s = s.replace(old, new)
+    s = re.sub(r"\s+", "", s).rstrip(".")
+    return s.lower()
+
+
+def audit(responses, golds) -> pd.DataFrame:
+    """Math-Verify against a normalized-string comparison of the extracted answer, sample by sample.
+
+    Returns the disagreements only: columns item, gold, extracted, math_verify (status), string_match,
+    detail; sorted by item. An empty frame means the two checks agree everywhere.
+    """
+    responses, golds = list(responses), [str(g) for g in golds]
+    verdicts = math.grade_many(responses, golds)
+    rows = []
+    for i, (v, gold) in enumerate(zip(verdicts, golds)):
+        plain = v.extracted is not None and normalize(v.extracted) == normalize(gold)
+        if plain != v.correct:
+            rows.append({"item": i, "gold": gold, "extracted": v.extracted, "math_verify": v.status,
+                         "string_match": plain, "detail": v.detail})
+    return pd.DataFrame(rows, columns=["item", "gold", "extracted", "math_verify", "string_match", "detail"])
