@@ -1,0 +1,137 @@
+"""An experiment's runs: every (model, benchmark) pair, sampled into its store, graded, and counted.
+
+The glue of the data flow  params -> tasks -> sampling -> store -> verify -> counts:
+- `sample(cfg)` fills one sample store per (model, benchmark) with `n` samples per problem,
+  generating only what is missing (resumable, top-up-able; boundary.store);
+- `grade(cfg)` writes the verdicts of each store beside it (`verdicts.parquet` in its folder),
+  re-grading only what changed (boundary.verify.regrade), and adds the trace-verified verdict for
+  benchmarks that have a trace checker (the miniature);
+- `counts(cfg, verdict)` turns verdicts into the per-problem correct counts every pass@k analysis
+  starts from (boundary.counts columns), answer-only or trace-verified.
+Nothing is recomputed that is already stored, so each notebook can call the step it shows.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+
+from boundary import tasks
+from boundary.config import Benchmark, Experiment, Model
+from boundary.store import Store, make_key
+
+VERDICTS = "verdicts.parquet"  # the verdict table's file name, in each store's folder
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (model, benchmark) pair of an experiment, and where its samples live."""
+
+    model: Model
+    benchmark: Benchmark
+    store: Store
+
+    @property
+    def verdicts_path(self):
+        """The verdicts of this run's samples, beside its shards."""
+        return self.store.dir / VERDICTS
+
+
+def problems(bench: Benchmark) -> list[tasks.Problem]:
+    """The benchmark's problems as params select them (source, limit, multiple choice)."""
+    return tasks.load_benchmark(bench)
+
+
+def runs(cfg: Experiment) -> Iterator[Run]:
+    """Every (model, benchmark) pair of the experiment, in params order."""
+    tasks.same_for_pair([m for m in cfg.models if m.role in ("base", "rl")])
+    for model in cfg.models:
+        key = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend, cfg.sampling,
+                       model.revision)
+        for bench in cfg.benchmarks:
+            yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, key))
+
+
+def sample(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
+    """Fill every store of the experiment; one row of statistics per (model, benchmark)."""
+    from boundary.sampling import backends, runner
+
+    rows, loaded = [], {}
+    for run in runs(cfg):
+        m = run.model
+        if m.label not in loaded:
+            loaded.clear()  # one model in memory at a time
+            t = time.time()
+            loaded[m.label] = backends.load(cfg.sampling.backend, m.path, m.revision, cfg.sampling)
+            load_s = time.time() - t
+        backend = loaded[m.label]
+        probs = problems(run.benchmark)
+        prompts = [(p.id, tasks.render(m.template, p, backend.tokenizer)) for p in probs]
+        stats = runner.run(backend, run.store, prompts, run.benchmark.n, cfg.sampling, progress=progress)
+        rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
+                     "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,
+                     "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2)})
+    return pd.DataFrame(rows)
+
+
+def samples(cfg: Experiment, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every stored sample of the experiment, with `model` and `benchmark` columns, indices < n."""
+    frames = []
+    for run in runs(cfg):
+        df = run.store.read(columns)
+        df = df[df["sample"] < run.benchmark.n]  # a store topped up beyond n serves smaller n too
+        frames.append(df.assign(model=run.model.label, benchmark=run.benchmark.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def gold_table(probs: list[tasks.Problem]) -> pd.DataFrame:
+    """What boundary.verify.regrade needs of each problem: gold (or tests), answer type, options."""
+    return pd.DataFrame({
+        "problem": [p.id for p in probs],
+        "gold": [p.tests if p.answer_type == "code" else p.gold for p in probs],
+        "answer_type": [p.answer_type for p in probs],
+        "choices": [p.choices for p in probs],
+        "precision": [p.meta.get("precision") for p in probs],
+    })
+
+
+def grade(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
+    """Grade every store (cached beside it); all verdicts with model and benchmark columns.
+
+    Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
+    `finish_reason`, so truncation is reported beside the verdict rather than hidden in a zero.
+    """
+    from boundary.verify import regrade
+
+    frames = []
+    for run in runs(cfg):
+        probs = problems(run.benchmark)
+        stored = run.store.read(["problem_id", "sample", "text", "finish_reason"]).rename(columns={"problem_id": "problem"})
+        stored = stored[stored["sample"] < run.benchmark.n]
+        if stored.empty:
+            raise RuntimeError(f"no samples for {run.model.label} on {run.benchmark.name}: run the sampling step first")
+        v = regrade.grade_samples(stored, gold_table(probs), cache=run.verdicts_path, progress=progress)
+        v = v.merge(stored[["problem", "sample", "finish_reason"]], on=["problem", "sample"])
+        checker = tasks.trace_checker(run.benchmark.name)
+        if checker is None:
+            v["trace_correct"] = pd.NA
+        else:
+            by_id = {p.id: p for p in probs}
+            text = stored.set_index(["problem", "sample"])["text"]
+            v["trace_correct"] = [bool(c) and checker(by_id[p], text[(p, s)])
+                                  for p, s, c in zip(v["problem"], v["sample"], v["correct"])]
+        frames.append(v.assign(model=run.model.label, benchmark=run.benchmark.name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def counts(verdicts: pd.DataFrame, verdict: str = "answer") -> pd.DataFrame:
+    """Per-problem correct counts (boundary.counts.COLUMNS) from verdicts: 'answer' or 'trace'."""
+    col = {"answer": "correct", "trace": "trace_correct"}[verdict]
+    if verdicts[col].isna().any():
+        missing = sorted(verdicts.loc[verdicts[col].isna(), "benchmark"].unique())
+        raise ValueError(f"no trace-verified verdicts for {missing}: only the miniature's traces can be checked")
+    g = verdicts.assign(c=verdicts[col].astype(bool)).groupby(["model", "benchmark", "problem"], sort=False)
+    out = g.agg(n=("sample", "size"), c=("c", "sum")).reset_index()
+    return out[["model", "benchmark", "problem", "n", "c"]]
