@@ -1,0 +1,263 @@
+"""Batched KV-cache decoding of a Hugging Face causal LM, with per-sample counter-based randomness.
+
+Why not `model.generate()`: for pass@k at large k we draw n samples of the same prompt, and we
+must be able to stop, resume and top up a run (n=64, later n=256) and get exactly the samples an
+uninterrupted run would have produced. `generate()` draws from one shared torch.Generator, so a
+sample depends on everything decoded before it in the same process, and it prefills a prompt once
+per sample. Here:
+
+- each prompt is prefilled once (prompts of a batch together, left-padded with `pad_token_id`);
+  its KV cache is kept until all its samples have been scheduled, and copied into the decode
+  batch once per sample row (a prompt with n=1024 and batch_size=256 is still prefilled once);
+- the random number behind token t of sample i of the problem with key K is a hash of
+  (seed, K, i, t) (splitmix64, an integer hash: counter-based noise), turned into a token by
+  inverse-CDF sampling of the temperature / top-p distribution. No generator state is shared,
+  so a sample does not depend on the batch composition, on batch_size, or on what ran before;
+- finished rows leave the batch at once (their cache rows are dropped), and completions are
+  yielded as they finish, so memory stays bounded by `batch_size` rows whatever n is.
+
+Exactness caveat: the noise is independent of the batch, the floating-point logits are not quite:
+a different batch shape or padding width can change a logit in its last bit. A token flips only if
+the uniform lands within that rounding of a CDF boundary (probability ~1e-7 per token in float32);
+the tests and benchmarks/resume check that resumed and re-batched runs agree exactly in practice.
+
+Only full-attention KV caches (`DynamicLayer`, e.g. Llama, Qwen2) are supported; other cache
+layouts raise a clear error rather than decode wrongly.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished sample."""
+
+    prompt: int  # index of the prompt in `prompts`
+    sample: int  # the sample index (0..n-1, or the top-up indices asked for)
+    tokens: list[int]  # generated token ids, the stop token excluded
+    finish_reason: str  # "stop" (a stop token was generated) or "length" (max_new_tokens reached)
+
+
+def problem_key(problem_id: str) -> int:
+    """The stable key of a problem id: the first 63 bits of its SHA-256 (the same on every machine)."""
+    return int.from_bytes(hashlib.sha256(problem_id.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+# --- counter-based noise: splitmix64 on int64 tensors (wrapping arithmetic, logical shifts) ---
+def _signed(c: int) -> int:
+    """A 64-bit unsigned constant as the int64 with the same bits."""
+    c &= (1 << 64) - 1
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_GOLDEN = _signed(0x9E3779B97F4A7C15)  # splitmix64's increment
+_MUL1 = _signed(0xBF58476D1CE4E5B9)  # splitmix64's first multiplier
+_MUL2 = _signed(0x94D049BB133111EB)  # splitmix64's second multiplier
+
+
+def _srl(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 bits (torch's >> is arithmetic on negative values)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64: a bijective 64-bit integer hash (x + golden, then the finalizer)."""
+    x = x + _GOLDEN
+    x = (x ^ _srl(x, 30)) * _MUL1
+    x = (x ^ _srl(x, 27)) * _MUL2
+    return x ^ _srl(x, 31)
+
+
+def uniforms(seed: int, keys: torch.Tensor, samples: torch.Tensor, step: int) -> torch.Tensor:
+    """U[0, 1) float64 per row, a hash of (seed, problem key, sample index, step) only."""
+    h = _mix(torch.full_like(keys, _signed(seed)))
+    h = _mix(h ^ keys)
+    h = _mix(h ^ samples)
+    h = _mix(h ^ step)
+    return _srl(h, 11).double() * 2.0**-53  # the top 53 bits: exactly representable
+
+
+def probabilities(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """The sampling distribution (float64) of each row: softmax(logits / T), then the top-p nucleus.
+
+    The nucleus is the smallest set of most likely tokens whose mass reaches top_p (a token is kept
+    when the mass strictly before it, in descending order, is below top_p), as in transformers'
+    TopPLogitsWarper and vLLM; the kept mass is renormalized. Used by `sample` and by the tests.
+    """
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Next token per row: argmax if temperature is 0, else inverse-CDF sampling with uniforms `u`."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    cdf = probabilities(logits, temperature, top_p).cumsum(-1)
+    # token k is drawn iff cdf[k-1] <= u * total < cdf[k]: probability p_k, never a zero-mass token
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return idx.clamp_(max=cdf.shape[-1] - 1)
+
+
+# --- the decoder ---
+@dataclass
+class _Prefilled:
+    """A prompt's KV cache and next-token logits, kept until its last sample is scheduled."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), [1, heads, length, dim]
+    logits: torch.Tensor  # [vocab] float32 logits of the first generated token
+    left: int  # samples of this prompt not yet scheduled into a batch
+
+
+def _prefill(model, prompts: list[list[int]], pad_token_id: int) -> list[_Prefilled]:
+    """Run the prompts through the model together (left-padded) and split the cache per prompt."""
+    device = model.device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[r, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    for layer in cache.layers:
+        if type(layer) is not DynamicLayer:
+            raise NotImplementedError(f"decode supports full-attention caches only, got {type(layer).__name__} "
+                                      f"for {type(model).__name__}; use model.generate or the vllm backend")
+    logits = out.logits[:, -1].float()
+    if not torch.isfinite(logits).all():
+        raise FloatingPointError(f"non-finite logits after prefilling {len(prompts)} prompts")
+    return [_Prefilled(kv=[(l.keys[r:r + 1, :, width - len(p):].clone(), l.values[r:r + 1, :, width - len(p):].clone())
+                           for l in cache.layers],
+                       logits=logits[r], left=0)
+            for r, p in enumerate(prompts)]
+
+
+def _batches(samples: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[tuple[int, int]]]:
+    """(prompt index, sample index) rows in prompt order, cut into batches of `batch_size` rows."""
+    rows: list[tuple[int, int]] = []
+    for j, idx in enumerate(samples):
+        for i in idx:
+            rows.append((j, int(i)))
+            if len(rows) == batch_size:
+                yield rows
+                rows = []
+    if rows:
+        yield rows
+
+
+def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size) -> None:
+    """Clear errors for malformed arguments, naming the culprit."""
+    if not (len(prompts) == len(keys) == len(samples)):
+        raise ValueError(f"prompts, keys and samples differ in length: {len(prompts)}, {len(keys)}, {len(samples)}")
+    for j, (p, idx) in enumerate(zip(prompts, samples)):
+        if len(p) == 0:
+            raise ValueError(f"prompt {j} is empty")
+        if len(set(idx)) != len(idx) or any(i < 0 for i in idx):
+            raise ValueError(f"prompt {j}: sample indices must be distinct and >= 0, got {list(idx)[:10]}...")
+    if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or batch_size < 1:
+        raise ValueError(f"bad sampling parameters: temperature={temperature} (>= 0), top_p={top_p} (in (0, 1]), "
+                         f"max_new_tokens={max_new_tokens} (>= 1), batch_size={batch_size} (>= 1)")
+
+
+@torch.inference_mode()
+def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], samples: Sequence[Sequence[int]],
+             seed: int, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 256,
+             stop_token_ids: Sequence[int] = (), pad_token_id: int = 0, batch_size: int = 256,
+             progress: bool = False) -> Iterator[Completion]:
+    """Sample `samples[j]` (indices) of each prompt j; yield each Completion as soon as it finishes.
+
+    model: a Hugging Face causal LM (eval mode is set here); prompts: token ids per prompt;
+    keys: a stable integer per prompt's problem (`problem_key`); samples: the sample indices wanted
+    per prompt; seed: the run's seed. temperature 0 is greedy. stop_token_ids end a sample (finish
+    "stop", the stop token not included); max_new_tokens ends it otherwise (finish "length").
+    pad_token_id fills the left padding of the batched prefill (masked, any valid id). batch_size
+    bounds the sequences decoded together, hence memory.
+    """
+    _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size)
+    model.eval()
+    device = model.device
+    stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
+    memo: dict[int, _Prefilled] = {}
+    remaining = [len(idx) for idx in samples]  # samples of each prompt not yet scheduled
+    bar = tqdm(total=sum(remaining), desc="decode", unit="sample", disable=not progress)
+    for rows in _batches(samples, batch_size):
+        fresh = sorted({j for j, _ in rows if j not in memo})
+        if fresh:
+            for j, pre in zip(fresh, _prefill(model, [list(prompts[j]) for j in fresh], pad_token_id)):
+                memo[j] = pre
+        # the batch's cache: each row gets its prompt's cache, left-padded with zeros to a common width
+        lengths = torch.tensor([len(prompts[j]) for j, _ in rows], device=device)
+        width = int(lengths.max())
+        distinct = sorted({j for j, _ in rows})
+        row_of = {j: torch.tensor([r for r, (jj, _) in enumerate(rows) if jj == j], device=device) for j in distinct}
+        kv = []
+        for layer in range(len(memo[distinct[0]].kv)):
+            k0, v0 = memo[distinct[0]].kv[layer]
+            k = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[3]))
+            v = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[3]))
+            for j in distinct:
+                kj, vj = memo[j].kv[layer]
+                k[row_of[j], :, width - kj.shape[2]:] = kj
+                v[row_of[j], :, width - vj.shape[2]:] = vj
+            kv.append((k, v))
+        cache = DynamicCache(ddp_cache_data=kv)
+        mask = (torch.arange(width, device=device) >= (width - lengths)[:, None]).long()
+        logits = torch.stack([memo[j].logits for j, _ in rows])
+        for j, _ in rows:
+            remaining[j] -= 1
+        for j in distinct:
+            if remaining[j] == 0:
+                del memo[j]  # every sample of prompt j is scheduled: free its cache
+        row_keys = torch.tensor([int(keys[j]) for j, _ in rows], dtype=torch.long, device=device)
+        row_samples = torch.tensor([i for _, i in rows], dtype=torch.long, device=device)
+        alive = list(range(len(rows)))  # positions in `rows` of the rows still decoding
+        generated: list[list[int]] = [[] for _ in rows]
+        for step in range(max_new_tokens):
+            u = uniforms(seed, row_keys, row_samples, step) if temperature > 0 else None
+            tokens = sample(logits, u, temperature, top_p)
+            stopped = torch.isin(tokens, stops) if len(stops) else torch.zeros_like(tokens, dtype=torch.bool)
+            keep = []
+            for a, (r, tok, stop) in enumerate(zip(alive, tokens.tolist(), stopped.tolist())):
+                if stop or step == max_new_tokens - 1:
+                    if not stop:
+                        generated[r].append(tok)
+                    j, i = rows[r]
+                    bar.update(1)
+                    yield Completion(prompt=j, sample=i, tokens=generated[r], finish_reason="stop" if stop else "length")
+                else:
+                    generated[r].append(tok)
+                    keep.append(a)
+            if not keep:
+                break
+            if len(keep) < len(alive):  # drop finished rows from every per-row tensor and the cache
+                sel = torch.tensor(keep, device=device)
+                cache.batch_select_indices(sel)
+                mask, lengths, tokens = mask[sel], lengths[sel], tokens[sel]
+                row_keys, row_samples = row_keys[sel], row_samples[sel]
+                alive = [alive[a] for a in keep]
+                start = int(mask.any(0).long().argmax())  # columns padded in every remaining row
+                if start > 0:
+                    mask = mask[:, start:]
+                    for layer in cache.layers:
+                        layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
+                        past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[:, -1].float()
+    bar.close()

@@ -1,0 +1,196 @@
+"""The decode engine (boundary.sampling.decode): reproducible, batch-independent, exact in distribution."""
+import pytest
+import torch
+from scipy.stats import chisquare
+from tiny_lm import tiny_llama
+
+from boundary.sampling import decode
+from boundary.sampling.decode import Completion, generate, problem_key
+
+PROMPTS = [[1, 5, 6, 7], [1, 9], [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]  # different lengths: padding matters
+KEYS = [problem_key(p) for p in ("p0", "p1", "p2")]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama(0)
+
+
+def run(model, prompts=PROMPTS, keys=KEYS, samples=None, seed=0, **kw) -> dict[tuple[int, int], Completion]:
+    """Completions keyed by (problem key, sample index), so runs over different prompt lists compare."""
+    samples = samples if samples is not None else [range(6)] * len(prompts)
+    kw = {"max_new_tokens": 24, "stop_token_ids": [2], "temperature": 1.0, **kw}
+    out = {}
+    for c in generate(model, prompts, keys, samples, seed, **kw):
+        assert (keys[c.prompt], c.sample) not in out, "a (prompt, sample) was yielded twice"
+        out[keys[c.prompt], c.sample] = c
+    return out
+
+
+def pooled(expected: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pool the cells expected fewer than 5 times into one (the chi-square approximation needs >= 5)."""
+    small = expected < 5
+    if not small.any():
+        return expected, observed
+    return (torch.cat([expected[~small], expected[small].sum(0, keepdim=True)]),
+            torch.cat([observed[~small], observed[small].sum(0, keepdim=True)]))
+
+
+def splitmix_reference(x: int) -> int:
+    """splitmix64 in Python integers, the specification the torch version must match bit for bit."""
+    m = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+@pytest.mark.parametrize("x", [
+    0,  # the zero counter
+    1,  # small
+    2**63 - 1,  # largest int64: the increment overflows
+    -1,  # all bits set: arithmetic vs logical shift differs
+    -(2**63),  # only the sign bit
+    123456789123456789,  # arbitrary
+])
+def test_mix_is_splitmix64(x):
+    got = decode._mix(torch.tensor([x], dtype=torch.long)).item() & ((1 << 64) - 1)
+    assert got == splitmix_reference(x & ((1 << 64) - 1))
+
+
+def test_problem_key_is_stable_and_distinct():
+    assert problem_key("math500/17") == problem_key("math500/17")
+    assert problem_key("math500/17") != problem_key("math500/18")
+    assert 0 <= problem_key("x") < 2**63
+    assert problem_key("a") == 0x654BC089650DDEE5  # sha256("a")[:8] >> 1, fixed forever
+
+
+def test_seeds_reproduce_and_differ(model):
+    a, b, c = run(model, seed=3), run(model, seed=3), run(model, seed=4)
+    assert a == b
+    assert sum(a[k].tokens != c[k].tokens for k in a) > len(a) // 2
+
+
+def test_all_requested_samples_yielded_once(model):
+    out = run(model, samples=[[0, 5, 9], [], [7]])
+    assert sorted(out) == sorted([(KEYS[0], 0), (KEYS[0], 5), (KEYS[0], 9), (KEYS[2], 7)])
+
+
+@pytest.mark.parametrize("batch_size", [
+    1,  # one row at a time: no padding, no sharing
+    4,  # rows of two prompts share a batch
+    7,  # batches cut mid-prompt
+    256,  # everything in one batch
+])
+def test_batch_size_does_not_change_samples(model, batch_size):
+    assert run(model, batch_size=batch_size) == run(model, batch_size=5)
+
+
+def test_batch_composition_does_not_change_samples(model):
+    full = run(model)
+    # a top-up: only some indices, prompts in another order, one prompt absent
+    part = run(model, prompts=[PROMPTS[2], PROMPTS[0]], keys=[KEYS[2], KEYS[0]], samples=[[5, 1], [3]], batch_size=2)
+    assert len(part) == 3
+    for k, c in part.items():  # same tokens and reason (the prompt index differs by construction)
+        assert (c.sample, c.tokens, c.finish_reason) == (full[k].sample, full[k].tokens, full[k].finish_reason)
+
+
+def test_sample_depends_on_key_and_index_not_prompt_position(model):
+    # the same prompt under two keys gives different samples; under the same key, the same ones
+    out = run(model, prompts=[PROMPTS[0], PROMPTS[0]], keys=[11, 12])
+    same = run(model, prompts=[PROMPTS[0]], keys=[11])
+    assert {k: v.tokens for k, v in out.items() if k[0] == 11} == {k: v.tokens for k, v in same.items()}
+    assert any(out[11, i].tokens != out[12, i].tokens for i in range(6))
+
+
+def test_stop_and_length_finish_reasons(model):
+    free = run(model, stop_token_ids=[], max_new_tokens=24)  # no stop: every sample runs to the length
+    stopped = run(model, stop_token_ids=[2, 7], max_new_tokens=24)
+    assert all(c.finish_reason == "length" and len(c.tokens) == 24 for c in free.values())
+    reasons = {c.finish_reason for c in stopped.values()}
+    assert reasons == {"stop", "length"}, "the fixture should exercise both reasons"
+    for k, c in stopped.items():
+        ref = free[k].tokens
+        first = next((t for t, tok in enumerate(ref) if tok in (2, 7)), None)
+        if first is None:  # never stopped: the whole length, no stop token
+            assert c.finish_reason == "length" and c.tokens == ref
+        else:  # cut before the first stop token, which is excluded
+            assert c.finish_reason == "stop" and c.tokens == ref[:first]
+
+
+def test_a_stop_token_at_the_last_step_is_a_stop(model):
+    free = run(model, stop_token_ids=[], max_new_tokens=24)
+    k, c = next((k, c) for k, c in free.items() if c.tokens[5] not in c.tokens[:5])
+    out = run(model, prompts=[PROMPTS[KEYS.index(k[0])]], keys=[k[0]], samples=[[k[1]]],
+              stop_token_ids=[c.tokens[5]], max_new_tokens=6)
+    assert list(out.values())[0] == Completion(0, k[1], c.tokens[:5], "stop")
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_equals_model_generate(model, prompt):
+    ours = run(model, prompts=[prompt], keys=[0], samples=[[0, 1]], temperature=0.0, stop_token_ids=[], max_new_tokens=30)
+    ref = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=30, min_new_tokens=30, pad_token_id=0)
+    assert ours[0, 0].tokens == ref[0, len(prompt):].tolist()
+    assert ours[0, 1].tokens == ours[0, 0].tokens  # greedy ignores the sample index
+
+
+def test_greedy_in_a_padded_batch_equals_alone(model):
+    together = run(model, temperature=0.0, samples=[[0]] * 3, stop_token_ids=[], max_new_tokens=30)
+    for j, p in enumerate(PROMPTS):
+        alone = run(model, prompts=[p], keys=[KEYS[j]], samples=[[0]], temperature=0.0, stop_token_ids=[], max_new_tokens=30)
+        assert alone[KEYS[j], 0].tokens == together[KEYS[j], 0].tokens
+
+
+@pytest.mark.parametrize("temperature, top_p", [
+    (1.0, 1.0),  # the model's own distribution
+    (0.6, 0.95),  # the paper's setting
+    (1.3, 0.7),  # hot, with a tight nucleus that removes many tokens
+])
+def test_first_token_distribution_is_exact(model, temperature, top_p):
+    n = 6000
+    prompt = PROMPTS[0]
+    got = run(model, prompts=[prompt], keys=[42], samples=[range(n)], temperature=temperature, top_p=top_p,
+              max_new_tokens=1, stop_token_ids=[], batch_size=2000)
+    counts = torch.bincount(torch.tensor([c.tokens[0] for c in got.values()]), minlength=40).double()
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[:, -1].float()
+    probs = decode.probabilities(logits, temperature, top_p)[0]
+    kept = probs > 0
+    assert counts[~kept].sum() == 0, "a token outside the top-p nucleus was drawn"
+    assert (~kept).any() == (top_p < 1.0)
+    # pool rare cells so every expected count is >= 5 (chi-square validity)
+    exp, obs = pooled(probs[kept] * n, counts[kept])
+    assert chisquare(obs.numpy(), exp.numpy() * obs.sum().item() / exp.sum().item()).pvalue > 1e-3
+
+
+def test_two_token_sequence_distribution_is_exact(model):
+    """Joint law of the first two tokens vs P(t1) P(t2 | t1) from the model, top-p applied at each step."""
+    n, prompt, t, p = 6000, PROMPTS[1], 0.8, 0.9
+    got = run(model, prompts=[prompt], keys=[7], samples=[range(n)], temperature=t, top_p=p, max_new_tokens=2,
+              stop_token_ids=[], batch_size=3000)
+    with torch.no_grad():
+        first = decode.probabilities(model(torch.tensor([prompt])).logits[:, -1], t, p)[0]
+        heads = first.nonzero().flatten()
+        seqs = torch.tensor([prompt + [h] for h in heads.tolist()])
+        second = decode.probabilities(model(seqs).logits[:, -1], t, p)
+    joint = first[heads, None] * second  # [heads, vocab]
+    obs = torch.zeros_like(joint)
+    row = {h: r for r, h in enumerate(heads.tolist())}
+    for c in got.values():
+        obs[row[c.tokens[0]], c.tokens[1]] += 1
+    assert obs[joint == 0].sum() == 0
+    exp, o = pooled(joint[joint > 0] * n, obs[joint > 0])
+    assert chisquare(o.numpy(), exp.numpy() * o.sum().item() / exp.sum().item()).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"keys": [1]}, "differ in length"),  # one key for three prompts
+    ({"samples": [[0, 0], [1], [2]]}, "distinct"),  # a repeated sample index
+    ({"prompts": [[1], [], [2]]}, "prompt 1 is empty"),  # an empty prompt
+    ({"top_p": 0.0}, "top_p"),  # an empty nucleus
+    ({"temperature": -1.0}, "temperature"),  # negative temperature
+])
+def test_bad_arguments_name_the_culprit(model, kwargs, match):
+    args = {"prompts": PROMPTS, "keys": KEYS, "samples": [[0], [1], [2]], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        list(generate(model, args.pop("prompts"), args.pop("keys"), args.pop("samples"), 0, **args))
