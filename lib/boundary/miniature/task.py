@@ -46,8 +46,8 @@ class TaskParams:
 
     seed: int = 0  # root of the held-out sets' random streams
     max_run: int = 100  # largest value of a multiplicative run (product of digits and powers)
-    test_difficulties: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)  # d of the held-out `test` set
-    test_per_difficulty: tuple[int, ...] = (16, 16, 24, 32, 40, 40, 40, 40)  # problems per d
+    test_difficulties: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # d of the held-out `test` set
+    test_per_difficulty: tuple[int, ...] = (16, 16, 32, 48, 64, 64)  # problems per d
     unseen_difficulties: tuple[int, ...] = (2, 3, 4)  # d of the held-out `unseen` (`^`) set
     unseen_per_difficulty: int = 24  # problems per d of `unseen`
 
