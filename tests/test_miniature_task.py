@@ -124,3 +124,12 @@ def test_products_stay_bounded():
         q = task.expression(rng, 6, "+-*^", max_run=50)
         for run in q.replace("-", "+").split("+"):
             assert task.evaluate(run) <= 50, q
+
+
+def test_task_params_mirror_the_config_defaults():
+    """`problems(split)` without params gives the default experiment's held-out sets."""
+    from boundary import config
+    from boundary.miniature.build import task_params
+
+    assert task_params(config.Miniature()) == task.TaskParams()
+    assert task_params(config.load("miniature").miniature) == task.TaskParams()

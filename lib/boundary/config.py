@@ -113,12 +113,12 @@ class MiniatureTask(Strict):
 class MiniaturePretrain(Strict):
     """The base model's corpus (imperfect traces of + - * problems) and its training."""
 
-    examples: int = Field(120000, ge=1)  # traces in the corpus (one pass = one epoch)
+    examples: int = Field(60000, ge=1)  # traces in the corpus (one pass = one epoch)
     difficulties: list[int] = [1, 2, 3, 4, 5, 6]  # d of corpus problems, uniform
     styles: list[Literal["left", "right", "random"]] = ["left", "right", "random"]  # solution orders, uniform
     slip_rate: float = Field(0.05, ge=0.0, le=1.0)  # chance a step's result is off (by 1, 2 or 10)
     epochs: int = Field(1, ge=1)  # passes over the corpus
-    batch_size: int = Field(256, ge=1)  # traces per step
+    batch_size: int = Field(128, ge=1)  # traces per step
     lr: float = Field(3e-3, gt=0.0)  # peak AdamW learning rate (cosine decay to 10%)
     warmup: int = Field(30, ge=1)  # warm-up steps
 
@@ -144,7 +144,7 @@ class MiniatureRL(Strict):
 class MiniatureTeacher(Strict):
     """The teacher: the base trained further on clean traces that include the `^` skill."""
 
-    examples: int = Field(8000, ge=1)  # clean traces (no slips) in its corpus
+    examples: int = Field(6000, ge=1)  # clean traces (no slips) in its corpus
     difficulties: list[int] = [1, 2, 3, 4, 5, 6]  # d of its problems
     new_op_share: float = Field(0.5, ge=0.0, le=1.0)  # share of its problems that use `^`
     epochs: int = Field(1, ge=1)  # passes over its corpus
@@ -160,7 +160,7 @@ class MiniatureDistill(Strict):
     temperature: float = Field(1.0, gt=0.0)  # teacher sampling temperature
     max_new_tokens: int = Field(120, ge=8)  # teacher response cap
     keep: Literal["trace", "answer", "all"] = "trace"  # teacher samples kept: trace-verified, right answer, all
-    epochs: int = Field(3, ge=1)  # passes over the kept traces
+    epochs: int = Field(2, ge=1)  # passes over the kept traces
     batch_size: int = Field(128, ge=1)  # traces per step
     lr: float = Field(5e-4, gt=0.0)  # peak learning rate (the probe: 5e-4)
     warmup: int = Field(10, ge=1)  # warm-up steps
