@@ -90,6 +90,11 @@ def main() -> None:
     ap.add_argument("--experiment", default="miniature")
     ap.add_argument("--n", type=int, default=256, help="samples per problem")
     ap.add_argument("--models", nargs="*", default=None, help="checkpoint names (default: base, rl-seed*, distilled)")
+    ap.add_argument("--unseen-models", nargs="*", default=None,
+                    help="checkpoint names on the `unseen` split (default: base, distilled, teacher)")
+    ap.add_argument("--sample-only", action="store_true",
+                    help="only sample and cache the counts of --models on --splits (e.g. while others still build)")
+    ap.add_argument("--splits", nargs="*", default=["test", "unseen"], help="with --sample-only")
     ap.add_argument("--bootstrap", type=int, default=1000)
     args = ap.parse_args()
     exp = config.load(args.experiment)
@@ -99,6 +104,14 @@ def main() -> None:
     bench = exp.results_dir / "miniature-bench"
     names = args.models or ["base", *[f"rl-seed{s}" for s in cfg.rl.seeds], "distilled"]
     ks = tuple(k for k in KS if k <= args.n)
+    params = task_params(cfg)
+    test, unseen = task.problems("test", params), task.problems("unseen", params)
+    if args.sample_only:
+        for split, probs in (("test", test), ("unseen", unseen)):
+            if split in args.splits:
+                for m in names:
+                    counts(out / m, probs, args.n, exp, bench / f"{m}-{split}-n{args.n}.csv")
+        return
 
     print("## checkpoints")
     manifest = json.loads((out / "manifest.json").read_text())
@@ -106,13 +119,12 @@ def main() -> None:
         folder = out / name
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
         seconds = json.loads((folder / "miniature.json").read_text()).get("seconds")
-        print(f"  {name:22s} {size / 1e6:6.2f} MB   built in {seconds} s")
+        print(f"  {name:22s} {size / 1e6:6.2f} MB" + (f"   built in {seconds} s" if seconds else ""))
 
-    params = task_params(cfg)
-    test, unseen = task.problems("test", params), task.problems("unseen", params)
     dfs = {m: counts(out / m, test, args.n, exp, bench / f"{m}-test-n{args.n}.csv") for m in names}
     d = dfs[names[0]]["difficulty"].to_numpy()
-    groups = {f"d={k}": d == k for k in sorted(set(d))} | {"d>=5": d >= 5, "all": np.ones_like(d, bool)}
+    groups = {f"d={k}": d == k for k in sorted(set(d))} | {"d>=4": d >= 4, "all": np.ones_like(d, bool)}
+    groups = {g: m for g, m in groups.items() if m.any()}
     pd.set_option("display.width", 200)
     for verdict in ("answer", "trace"):
         print(f"\n## held-out `test`, {verdict}-verified pass@k (n={args.n})")
@@ -125,7 +137,7 @@ def main() -> None:
     trunc = {m: int(df["truncated"].sum()) for m, df in dfs.items()}
     print(f"\ntruncated samples (graded wrong) on `test`: {trunc}")
 
-    uns_names = ["base", "distilled"] + (["teacher"] if (out / "teacher").is_dir() else [])
+    uns_names = args.unseen_models or ["base", "distilled", "teacher"]
     udfs = {m: counts(out / m, unseen, args.n, exp, bench / f"{m}-unseen-n{args.n}.csv") for m in uns_names}
     ud = udfs["base"]["difficulty"].to_numpy()
     ugroups = {f"d={k}": ud == k for k in sorted(set(ud))} | {"all": np.ones_like(ud, bool)}

@@ -95,3 +95,14 @@ def test_grpo_advantages(rewards, expected):
     import numpy as np
     got = rl.grpo_advantages(np.array(rewards, dtype=float))
     assert np.allclose(got, expected, atol=1e-3)
+
+
+def test_rl_training_figure_has_three_lines_per_seed():
+    """Reward, held-out pass@1 and its trace-verified version, for each seed."""
+    import pandas as pd
+    from boundary import plots
+    rows = [{"seed": s, "step": t, "reward": 0.1 * t if t < 3 else None,
+             "heldout_pass1": 0.2, "heldout_pass1_trace": 0.1} for s in (0, 1) for t in range(4)]
+    fig = plots.rl_training(pd.DataFrame(rows))
+    assert len(fig.axes[0].lines) == 6
+    assert list(fig.axes[0].lines[0].get_xdata()) == [0, 1, 2]  # the final row has no reward
