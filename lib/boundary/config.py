@@ -113,14 +113,14 @@ class MiniatureTask(Strict):
 class MiniaturePretrain(Strict):
     """The base model's corpus (imperfect traces of + - * problems) and its training."""
 
-    examples: int = Field(60000, ge=1)  # traces in the corpus (one pass = one epoch)
+    examples: int = Field(64000, ge=1)  # traces in the corpus (one pass = one epoch)
     difficulties: list[int] = [1, 2, 3, 4, 5, 6]  # d of corpus problems, uniform
     styles: list[Literal["left", "right", "random"]] = ["left", "right", "random"]  # solution orders, uniform
     slip_rate: float = Field(0.05, ge=0.0, le=1.0)  # chance a step's result is off (by 1, 2 or 10)
     epochs: int = Field(1, ge=1)  # passes over the corpus
-    batch_size: int = Field(128, ge=1)  # traces per step
-    lr: float = Field(3e-3, gt=0.0)  # peak AdamW learning rate (cosine decay to 10%)
-    warmup: int = Field(30, ge=1)  # warm-up steps
+    batch_size: int = Field(32, ge=1)  # traces per step
+    lr: float = Field(1e-3, gt=0.0)  # peak AdamW learning rate (cosine decay to 10%)
+    warmup: int = Field(50, ge=1)  # warm-up steps
 
 
 class MiniatureRL(Strict):
