@@ -81,3 +81,15 @@ clean: ## remove results/ (stores, tables, executed notebooks)
 
 distclean: clean ## also remove the environment and the miniature models
 	rm -rf $(VENV) $(VLLM_VENV) models
+
+# ---- the miniature model family (boundary.miniature): rebuilt when its code or params change;
+# the build itself reuses any checkpoint whose fingerprint (params sections + code) is unchanged.
+MINIATURE ?= miniature## params/$(MINIATURE).yaml: the experiment whose `miniature` section `make models` builds
+MINIATURE_SRC := $(wildcard lib/boundary/miniature/*.py) $(wildcard lib/boundary/sampling/decode.py) \
+	lib/boundary/config.py lib/boundary/plots.py
+
+.PHONY: models
+models: models/$(MINIATURE)/manifest.json ## build the miniature family: base, rl-seed*, teacher, distilled
+
+models/$(MINIATURE)/manifest.json: $(MINIATURE_SRC) params/$(MINIATURE).yaml | $(STAMP)
+	$(PY) -m boundary.miniature.build $(MINIATURE)

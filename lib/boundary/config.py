@@ -89,6 +89,98 @@ class PassK(Strict):
     coverage_threshold: float = Field(0.5, gt=0.0, le=1.0)  # solved at k when pass@k >= this
 
 
+# ---- the miniature world (boundary.miniature): what `make models` builds, and how
+class MiniatureModel(Strict):
+    """Architecture of every miniature model (a LlamaForCausalLM, tied embeddings)."""
+
+    layers: int = Field(4, ge=1)  # transformer blocks
+    hidden: int = Field(128, ge=8)  # width of the residual stream
+    heads: int = Field(4, ge=1)  # attention heads (as many key/value heads)
+    ffn: int = Field(512, ge=8)  # width of the MLP
+    max_positions: int = Field(256, ge=32)  # longest prompt + response, in characters
+
+
+class MiniatureTask(Strict):
+    """The held-out problem sets (boundary.miniature.task.TaskParams mirrors these fields)."""
+
+    seed: int = 0  # root of the held-out sets' random streams
+    max_run: int = Field(100, ge=9)  # largest value of a product run, keeps numbers small
+    test_difficulties: list[int] = [1, 2, 3, 4, 5, 6]  # d (operations) of the `test` set
+    test_per_difficulty: list[int] = [16, 16, 32, 48, 64, 64]  # problems per d of `test`
+    unseen_difficulties: list[int] = [2, 3, 4]  # d of the `unseen` set (uses the teacher's `^`)
+    unseen_per_difficulty: int = Field(24, ge=1)  # problems per d of `unseen`
+
+
+class MiniaturePretrain(Strict):
+    """The base model's corpus (imperfect traces of + - * problems) and its training."""
+
+    examples: int = Field(64000, ge=1)  # traces in the corpus (one pass = one epoch)
+    difficulties: list[int] = [1, 2, 3, 4, 5, 6]  # d of corpus problems, uniform
+    styles: list[Literal["left", "right", "random"]] = ["left", "right", "random"]  # solution orders, uniform
+    slip_rate: float = Field(0.05, ge=0.0, le=1.0)  # chance a step's result is off (by 1, 2 or 10)
+    epochs: int = Field(1, ge=1)  # passes over the corpus
+    batch_size: int = Field(32, ge=1)  # traces per step
+    lr: float = Field(1e-3, gt=0.0)  # peak AdamW learning rate (cosine decay to 10%)
+    warmup: int = Field(50, ge=1)  # warm-up steps
+
+
+class MiniatureRL(Strict):
+    """RLVR of the base on training problems: binary reward = boxed answer correct."""
+
+    algorithm: Literal["grpo"] = "grpo"  # the policy-gradient variant (boundary.miniature.rl)
+    seeds: list[int] = [0, 1]  # one RL model per seed: models/miniature/rl-seed<s>
+    steps: int = Field(30, ge=1)  # policy updates
+    prompts: int = Field(16, ge=1)  # problems per step
+    samples: int = Field(16, ge=2)  # rollouts per problem (the group of GRPO)
+    lr: float = Field(1e-4, gt=0.0)  # AdamW learning rate (the probe: 5e-4 collapsed)
+    temperature: float = Field(1.0, gt=0.0)  # rollout temperature
+    max_new_tokens: int = Field(120, ge=8)  # rollout length cap (a truncated rollout earns 0)
+    difficulties: list[int] = [2, 3, 4, 5, 6]  # d of training problems, uniform
+    checkpoints: list[int] = [10, 20]  # intermediate steps also saved (rl-seed<s>-step<t>)
+    eval_every: int = Field(10, ge=1)  # held-out pass@1 every this many steps (the figure)
+    eval_problems: int = Field(64, ge=1)  # held-out `test` problems of that curve (spread over d)
+    eval_samples: int = Field(4, ge=1)  # samples per problem of that curve's pass@1
+
+
+class MiniatureTeacher(Strict):
+    """The teacher: the base trained further on clean traces that include the `^` skill."""
+
+    examples: int = Field(6000, ge=1)  # clean traces (no slips) in its corpus
+    difficulties: list[int] = [1, 2, 3, 4, 5, 6]  # d of its problems
+    new_op_share: float = Field(0.5, ge=0.0, le=1.0)  # share of its problems that use `^`
+    epochs: int = Field(1, ge=1)  # passes over its corpus
+    batch_size: int = Field(128, ge=1)  # traces per step
+    lr: float = Field(1e-3, gt=0.0)  # peak learning rate
+    warmup: int = Field(10, ge=1)  # warm-up steps
+
+
+class MiniatureDistill(Strict):
+    """Distilled: the base fine-tuned on the teacher's own sampled traces (correct ones kept)."""
+
+    prompts: int = Field(3000, ge=1)  # training problems the teacher answers (half with `^`)
+    temperature: float = Field(1.0, gt=0.0)  # teacher sampling temperature
+    max_new_tokens: int = Field(120, ge=8)  # teacher response cap
+    keep: Literal["trace", "answer", "all"] = "trace"  # teacher samples kept: trace-verified, right answer, all
+    epochs: int = Field(2, ge=1)  # passes over the kept traces
+    batch_size: int = Field(128, ge=1)  # traces per step
+    lr: float = Field(5e-4, gt=0.0)  # peak learning rate (the probe: 5e-4)
+    warmup: int = Field(10, ge=1)  # warm-up steps
+
+
+class Miniature(Strict):
+    """The miniature model family built by `make models` (boundary.miniature.build)."""
+
+    out: str = "models/miniature"  # checkpoint folder, relative to the repository root
+    seed: int = 0  # root of corpus, initialization and training streams
+    threads: int = Field(2, ge=1)  # torch CPU threads
+    model: MiniatureModel = MiniatureModel()  # architecture
+    task: MiniatureTask = MiniatureTask()  # held-out problem sets
+    pretrain: MiniaturePretrain = MiniaturePretrain()  # base
+    rl: MiniatureRL = MiniatureRL()  # RL models
+    teacher: MiniatureTeacher = MiniatureTeacher()  # teacher
+    distill: MiniatureDistill = MiniatureDistill()  # distilled
+
+
 class Experiment(Strict):
     """One experiment: what to sample or replay, and how to analyse it."""
 
@@ -100,6 +192,7 @@ class Experiment(Strict):
     benchmarks: list[Benchmark] = []  # the benchmarks they are sampled on
     sampling: Sampling = Sampling()  # sampling settings shared by every model
     passk: PassK = PassK()  # pass@k analysis settings
+    miniature: Miniature | None = None  # the model family `make models` builds (miniature experiments)
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "Experiment":

@@ -95,3 +95,26 @@ def accuracy_histograms(hist: pd.DataFrame) -> plt.Figure:
     ax.tick_params(axis="x", rotation=45)
     return fig
 
+
+
+def rl_training(history: pd.DataFrame, title: str = "") -> plt.Figure:
+    """RL training curves: training reward and held-out pass@1 over steps, one line per seed.
+
+    `history` has columns seed, step, reward, heldout_pass1 and heldout_pass1_trace (the rows of
+    `boundary.miniature.rl.train`, one run per seed); reward is dotted, held-out pass@1 solid and
+    its trace-verified version dashed.
+    """
+    style()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for i, (seed, t) in enumerate(history.groupby("seed", sort=True)):
+        c = sns.color_palette("rocket", max(2, history["seed"].nunique()) + 1)[i]
+        r = t.dropna(subset=["reward"])
+        ax.plot(r["step"], r["reward"], color=c, lw=1, ls=":", label=f"seed {seed}: training reward")
+        e = t.dropna(subset=["heldout_pass1"])
+        ax.plot(e["step"], e["heldout_pass1"], color=c, lw=1.8, marker="o", ms=3,
+                label=f"seed {seed}: held-out pass@1")
+        ax.plot(e["step"], e["heldout_pass1_trace"], color=c, lw=1.2, ls="--",
+                label=f"seed {seed}: held-out pass@1 (trace-verified)")
+    ax.set(xlabel="RL step", ylabel="accuracy", title=title, ylim=(0, 1))
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
