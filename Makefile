@@ -19,7 +19,8 @@ RUNS := results/$(EXPERIMENT)/notebooks
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all passk test test-real-model test-vllm clean distclean references
+
+.PHONY: help setup all models samples verify passk test test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -37,14 +38,38 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-all: passk ## run the whole study for EXPERIMENT (default: the published MATH500 replay)
+# The experiment's kind, read from its params file without Python (make runs before .venv exists):
+# a replay analyses published counts only; a miniature experiment builds its models first.
+REPLAY := $(shell grep -qE '^replay:' $(PARAMS) 2>/dev/null && echo 1)
+MINI := $(shell grep -qE '^miniature:' $(PARAMS) 2>/dev/null && echo 1)
+MINIATURE_SRC := $(wildcard lib/boundary/miniature/*.py) lib/boundary/sampling/decode.py lib/boundary/config.py \
+	lib/boundary/plots.py
+MODELS := results/$(EXPERIMENT)/.models-built
+
+all: $(if $(REPLAY),passk,models samples verify passk) ## run the whole study for EXPERIMENT
+
+models: $(if $(MINI),$(MODELS)) ## build the miniature family of EXPERIMENT (base, rl-seed*, teacher, distilled)
+
+# The build reuses every checkpoint whose fingerprint (params sections + code) is unchanged.
+$(MODELS): $(MINIATURE_SRC) $(PARAMS) | $(STAMP)
+	$(PY) -m boundary.miniature.build $(EXPERIMENT)
+	@mkdir -p $(@D) && touch $@
+
+samples: $(RUNS)/01_sampling.ipynb ## notebook 01: fill the sample store (resumable), throughput, lengths
+
+verify: $(RUNS)/02_verification.ipynb ## notebook 02: grade every sample, statuses, verifier audit
 
 passk: $(RUNS)/03_pass_at_k.ipynb ## notebook 03: pass@k curves, crossover, coverage, histograms
 
-# A notebook run: papermill writes a temporary file that is moved into place only on success.
+$(RUNS)/01_sampling.ipynb: $(if $(MINI),$(MODELS))
+$(RUNS)/02_verification.ipynb: $(RUNS)/01_sampling.ipynb
+$(RUNS)/03_pass_at_k.ipynb: $(if $(REPLAY),,$(RUNS)/02_verification.ipynb)
+
+# A notebook run: papermill writes a temporary file that is moved into place only on success;
+# --log-output shows the cells' output (and progress) in the terminal.
 $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
 	@mkdir -p $(@D)
-	$(VENV)/bin/papermill --cwd notebooks --progress-bar -p experiment $(EXPERIMENT) $< $(@D)/.tmp-$(@F) \
+	$(VENV)/bin/papermill --cwd notebooks --log-output -p experiment $(EXPERIMENT) $< $(@D)/.tmp-$(@F) \
 		|| { rm -f $(@D)/.tmp-$(@F); exit 1; }
 	mv $(@D)/.tmp-$(@F) $@
 
@@ -81,15 +106,3 @@ clean: ## remove results/ (stores, tables, executed notebooks)
 
 distclean: clean ## also remove the environment and the miniature models
 	rm -rf $(VENV) $(VLLM_VENV) models
-
-# ---- the miniature model family (boundary.miniature): rebuilt when its code or params change;
-# the build itself reuses any checkpoint whose fingerprint (params sections + code) is unchanged.
-MINIATURE ?= miniature## params/$(MINIATURE).yaml: the experiment whose `miniature` section `make models` builds
-MINIATURE_SRC := $(wildcard lib/boundary/miniature/*.py) $(wildcard lib/boundary/sampling/decode.py) \
-	lib/boundary/config.py lib/boundary/plots.py
-
-.PHONY: models
-models: models/$(MINIATURE)/manifest.json ## build the miniature family: base, rl-seed*, teacher, distilled
-
-models/$(MINIATURE)/manifest.json: $(MINIATURE_SRC) params/$(MINIATURE).yaml | $(STAMP)
-	$(PY) -m boundary.miniature.build $(MINIATURE)

@@ -121,11 +121,18 @@ def paired(df: pd.DataFrame, models: list[str], benchmark: str | None = None) ->
     return problems, {m: (t.loc[problems, "n"].to_numpy(), t.loc[problems, "c"].to_numpy()) for m, t in tables.items()}
 
 
-def load(cfg: Experiment) -> pd.DataFrame:
-    """The experiment's counts table: replayed published counts (our own verdicts later)."""
+def load(cfg: Experiment, verdict: str = "answer") -> pd.DataFrame:
+    """The experiment's counts table: replayed published counts, or counted from our verdicts.
+
+    verdict: "answer" (answer-only, as on real benchmarks) or "trace" (right answer by valid
+    steps; only benchmarks with a trace checker, i.e. the miniature, have these verdicts).
+    """
     r = cfg.replay
     if r is None:
-        raise CountsError(f"{cfg.name}: no replay section and no verdict store to count from")
+        from boundary import runs  # our own samples: verdicts cached beside the stores
+        return runs.counts(runs.grade(cfg, progress=False), verdict)
+    if verdict != "answer":
+        raise CountsError(f"{cfg.name}: a replay of published counts has answer-only verdicts, not {verdict!r}")
     path = cfg.resolve(r.path)
     if r.format == "counts-csv":
         df = from_csv(path, r.models, r.problem_column, r.n_column, r.n, r.benchmark)

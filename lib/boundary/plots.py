@@ -118,3 +118,37 @@ def rl_training(history: pd.DataFrame, title: str = "") -> plt.Figure:
     ax.set(xlabel="RL step", ylabel="accuracy", title=title, ylim=(0, 1))
     ax.legend(fontsize=7, loc="lower right")
     return fig
+
+
+def response_lengths(samples: pd.DataFrame) -> plt.Figure:
+    """Distribution of completion tokens per model and benchmark, truncated samples marked."""
+    style()
+    benches = list(dict.fromkeys(samples["benchmark"]))
+    fig, axes = plt.subplots(1, len(benches), figsize=(5.5 * len(benches), 3.5), squeeze=False)
+    models = list(dict.fromkeys(samples["model"]))
+    for ax, bench in zip(axes[0], benches):
+        part = samples[samples["benchmark"] == bench]
+        sns.histplot(data=part, x="completion_tokens", hue="model", hue_order=models, element="step", fill=False,
+                     stat="density", common_norm=False, ax=ax, palette=[colour(m, i) for i, m in enumerate(models)])
+        ax.set(xlabel="completion tokens", title=bench)
+    return fig
+
+
+def verdict_statuses(table: pd.DataFrame) -> plt.Figure:
+    """Share of samples per verdict status, one stacked bar per (model, benchmark).
+
+    `table` is wide: index (model, benchmark), one column per status, values shares summing to 1.
+    """
+    style()
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(table)))
+    labels = [f"{m} / {b}" for m, b in table.index]
+    left = pd.Series(0.0, index=table.index)
+    colours = {"correct": "#55A868", "wrong": "#C44E52", "no_answer": "#8C8C8C", "timeout": "#DD8452",
+               "error": "#8172B2"}
+    for status in table.columns:
+        ax.barh(labels, table[status], left=left, color=colours.get(status), label=status)
+        left = left + table[status]
+    ax.set(xlabel="share of samples", xlim=(0, 1))
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize="small")
+    return fig

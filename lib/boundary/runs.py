@@ -55,7 +55,11 @@ def runs(cfg: Experiment) -> Iterator[Run]:
 
 
 def sample(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
-    """Fill every store of the experiment; one row of statistics per (model, benchmark)."""
+    """Fill every store of the experiment; one row of statistics per (model, benchmark).
+
+    The rows are also appended to `results/<experiment>/sampling_log.csv`, the throughput record
+    (a store knows what it holds, not how fast it was made).
+    """
     from boundary.sampling import backends, runner
 
     rows, loaded = [], {}
@@ -72,8 +76,27 @@ def sample(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
         stats = runner.run(backend, run.store, prompts, run.benchmark.n, cfg.sampling, progress=progress)
         rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
                      "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,
-                     "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2)})
-    return pd.DataFrame(rows)
+                     "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2),
+                     "backend": backend.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        load_s = 0.0  # the model was loaded once, for its first benchmark
+    log = pd.DataFrame(rows)
+    path = cfg.results_dir / "sampling_log.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.to_csv(path, mode="a", header=not path.exists(), index=False)
+    return log
+
+
+def throughput(cfg: Experiment) -> pd.DataFrame:
+    """Tokens per second per model and backend, over every logged sampling call that generated something."""
+    path = cfg.results_dir / "sampling_log.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=["model", "backend", "samples", "tokens", "seconds", "tokens_per_s"])
+    log = pd.read_csv(path)
+    log = log[log["new_samples"] > 0]
+    out = log.groupby(["model", "backend"], sort=False).agg(samples=("new_samples", "sum"), tokens=("new_tokens", "sum"),
+                                                            seconds=("seconds", "sum")).reset_index()
+    out["tokens_per_s"] = out["tokens"] / out["seconds"]
+    return out
 
 
 def samples(cfg: Experiment, columns: list[str] | None = None) -> pd.DataFrame:

@@ -8,13 +8,9 @@ Hub revisions: nothing on the hub can be reached from where this was written, so
 commit could be looked up; every `revision` is None (the default branch) and marked UNPINNED.
 Pin one with `benchmarks[].revision` in params (or here) before a paper-scale run.
 
-Registering a benchmark is one entry of REGISTRY. The miniature task (boundary.miniature) joins as
-
-    def _miniature_rows(source):  # source (params `benchmarks[].source`) names the split
-        from boundary.miniature import task
-        return parse.records(task.problems(source or "test"), "miniature")
-
-    "miniature": Spec(parse.miniature, local="", rows=_miniature_rows),
+Registering a benchmark is one entry of REGISTRY. The miniature's held-out sets are written by
+`make models` as a local benchmark folder (`models/<family>/benchmark/{test,unseen}.jsonl`), so
+they load like any local copy; they alone carry a trace checker (`trace_checker`).
 """
 from __future__ import annotations
 
@@ -24,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from boundary import ROOT
+from boundary.miniature import task as miniature_task
 from boundary.tasks import parse
 from boundary.tasks.problem import Problem, TaskError
 from boundary.tasks.rows import Row, read_file, read_hub, read_url
@@ -56,6 +53,7 @@ class Spec:
     hub: Hub | None = None  # the default online source
     count: int | None = None  # problems in the full benchmark (the tests check the shared copies)
     rows: Callable[[str | None], Iterable[Row]] | None = None  # custom row source: source -> rows
+    trace: Callable[[Problem, str], bool] | None = None  # trace checker: right answer by valid steps
 
 
 REGISTRY: dict[str, Spec] = {
@@ -88,12 +86,22 @@ REGISTRY: dict[str, Spec] = {
                       hub=Hub("AI4Math/MathVista", split="testmini", images=("decoded_image",)), count=1000),
     "mathvision": Spec(parse.mathvision, "testmini.jsonl", kind="visual",
                        hub=Hub("MathLLMs/MathVision", split="testmini", images=("decoded_image",)), count=304),
+    # The miniature world's held-out sets (boundary.miniature.task), local only: `source` is the
+    # folder `make models` writes. Each step of a trace is checkable, hence the trace checker.
+    "miniature": Spec(parse.miniature, "test.jsonl", trace=lambda p, text: miniature_task.check_trace(p.question, text)),
+    "miniature-unseen": Spec(parse.miniature, "unseen.jsonl",
+                             trace=lambda p, text: miniature_task.check_trace(p.question, text)),
 }
 
 
 def names() -> list[str]:
     """Registered benchmark names."""
     return sorted(REGISTRY)
+
+
+def trace_checker(name: str) -> Callable[[Problem, str], bool] | None:
+    """The benchmark's trace checker (right answer by valid steps), or None when it has none."""
+    return _spec(name).trace
 
 
 def _spec(name: str) -> Spec:
