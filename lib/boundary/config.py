@@ -129,14 +129,14 @@ class MiniatureRL(Strict):
 
     algorithm: Literal["grpo"] = "grpo"  # the policy-gradient variant (boundary.miniature.rl)
     seeds: list[int] = [0, 1]  # one RL model per seed: models/miniature/rl-seed<s>
-    steps: int = Field(30, ge=1)  # policy updates
+    steps: int = Field(100, ge=1)  # policy updates
     prompts: int = Field(16, ge=1)  # problems per step
     samples: int = Field(16, ge=2)  # rollouts per problem (the group of GRPO)
-    lr: float = Field(1e-4, gt=0.0)  # AdamW learning rate (the probe: 5e-4 collapsed)
+    lr: float = Field(5e-5, gt=0.0)  # AdamW learning rate (here 2e-4 degraded; the probe: 5e-4 collapsed)
     temperature: float = Field(1.0, gt=0.0)  # rollout temperature
     max_new_tokens: int = Field(120, ge=8)  # rollout length cap (a truncated rollout earns 0)
     difficulties: list[int] = [2, 3, 4, 5, 6]  # d of training problems, uniform
-    checkpoints: list[int] = [10, 20]  # intermediate steps also saved (rl-seed<s>-step<t>)
+    checkpoints: list[int] = [25, 50, 75]  # intermediate steps also saved (rl-seed<s>-step<t>)
     eval_every: int = Field(10, ge=1)  # held-out pass@1 every this many steps (the figure)
     eval_problems: int = Field(64, ge=1)  # held-out `test` problems of that curve (spread over d)
     eval_samples: int = Field(4, ge=1)  # samples per problem of that curve's pass@1
