@@ -29,6 +29,12 @@ from boundary.sampling.decode import generate, problem_key
 KS = (1, 64, 256)  # the k reported
 
 
+def cache_of(bench: Path, folder: Path, split: str, n: int) -> Path:
+    """The counts file of a checkpoint, named by its build fingerprint (a rebuild never reuses it)."""
+    fp = json.loads((folder / "miniature.json").read_text())["fingerprint"]
+    return bench / f"{folder.name}-{fp}-{split}-n{n}.csv"
+
+
 def counts(folder: Path, problems: list[dict], n: int, cfg, cache: Path) -> pd.DataFrame:
     """Per problem: id, difficulty, n, c_answer, c_trace, truncated (cached in `cache`)."""
     if cache.is_file():
@@ -110,7 +116,7 @@ def main() -> None:
         for split, probs in (("test", test), ("unseen", unseen)):
             if split in args.splits:
                 for m in names:
-                    counts(out / m, probs, args.n, exp, bench / f"{m}-{split}-n{args.n}.csv")
+                    counts(out / m, probs, args.n, exp, cache_of(bench, out / m, split, args.n))
         return
 
     print("## checkpoints")
@@ -121,7 +127,7 @@ def main() -> None:
         seconds = json.loads((folder / "miniature.json").read_text()).get("seconds")
         print(f"  {name:22s} {size / 1e6:6.2f} MB" + (f"   built in {seconds} s" if seconds else ""))
 
-    dfs = {m: counts(out / m, test, args.n, exp, bench / f"{m}-test-n{args.n}.csv") for m in names}
+    dfs = {m: counts(out / m, test, args.n, exp, cache_of(bench, out / m, "test", args.n)) for m in names}
     d = dfs[names[0]]["difficulty"].to_numpy()
     groups = {f"d={k}": d == k for k in sorted(set(d))} | {"d>=4": d >= 4, "all": np.ones_like(d, bool)}
     groups = {g: m for g, m in groups.items() if m.any()}
@@ -138,7 +144,7 @@ def main() -> None:
     print(f"\ntruncated samples (graded wrong) on `test`: {trunc}")
 
     uns_names = args.unseen_models or ["base", "distilled", "teacher"]
-    udfs = {m: counts(out / m, unseen, args.n, exp, bench / f"{m}-unseen-n{args.n}.csv") for m in uns_names}
+    udfs = {m: counts(out / m, unseen, args.n, exp, cache_of(bench, out / m, "unseen", args.n)) for m in uns_names}
     ud = udfs["base"]["difficulty"].to_numpy()
     ugroups = {f"d={k}": ud == k for k in sorted(set(ud))} | {"all": np.ones_like(ud, bool)}
     for verdict in ("answer", "trace"):

@@ -115,8 +115,9 @@ def rl_training(history: pd.DataFrame, title: str = "") -> plt.Figure:
                 label=f"seed {seed}: held-out pass@1")
         ax.plot(e["step"], e["heldout_pass1_trace"], color=c, lw=1.2, ls="--",
                 label=f"seed {seed}: held-out pass@1 (trace-verified)")
-    ax.set(xlabel="RL step", ylabel="accuracy", title=title, ylim=(0, 1))
-    ax.legend(fontsize=7, loc="lower right")
+    top = float(history[["reward", "heldout_pass1"]].max().max())
+    ax.set(xlabel="RL step", ylabel="accuracy", title=title, ylim=(0, min(1.0, 1.3 * top + 0.02)))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, never on a curve
     return fig
 
 
