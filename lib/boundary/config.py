@@ -224,8 +224,9 @@ class Experiment(Strict):
         return ROOT / "figures" / self.name
 
     def inputs(self) -> list[Path]:
-        """Files outside the project this experiment reads (to check before a long run)."""
-        return [self.resolve(self.replay.path)] if self.replay else []
+        """Local files the experiment reads but does not make (checked before a long run or a test)."""
+        paths = [self.resolve(self.replay.path)] if self.replay else []
+        return paths + [self.resolve(b.source) for b in self.benchmarks if b.source]
 
 
 def path_of(experiment: str) -> Path:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> None:

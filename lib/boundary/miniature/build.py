@@ -7,6 +7,7 @@ Writes under the experiment's `miniature.out` (default `models/miniature/`):
     rl-seed<s>-step<t>/   intermediate RL checkpoints (rl.checkpoints)
     teacher/              base trained further on clean traces with `^`  (boundary.miniature.teacher)
     distilled/            base fine-tuned on the teacher's verified traces
+    benchmark/            the held-out sets, test.jsonl and unseen.jsonl  (boundary.miniature.heldout)
     manifest.json         what was built, from which fingerprints, and how long each stage took
 
 and the figure `figures/<experiment>/rl_training.png`. Each checkpoint folder carries
@@ -28,7 +29,7 @@ import torch
 
 from boundary import ROOT, config, plots
 from boundary.miniature import model as M
-from boundary.miniature import pretrain, rl, task, teacher, train
+from boundary.miniature import heldout, pretrain, rl, task, teacher, train
 from boundary.miniature import tokenizer as tk
 
 SOURCES = sorted((ROOT / "lib" / "boundary" / "miniature").glob("*.py")) + [
@@ -164,6 +165,8 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
 
     stage("distilled", fp_distilled, make_distilled)
 
+    # The held-out sets as a local benchmark folder (benchmarks `miniature`, `miniature-unseen`).
+    manifest["benchmark"] = [str(p) for p in heldout.write(params, out / "benchmark")]
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(out / "manifest.json")

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from boundary.miniature import task, tokenizer as tk
 from boundary.sampling.decode import generate, problem_key

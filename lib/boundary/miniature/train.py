@@ -16,7 +16,7 @@ import random
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def batches(examples: list[tuple[list[int], int]], batch_size: int, seed: int) -> list[list[int]]:

@@ -19,6 +19,9 @@ Templates (`TEMPLATES`):
 - "plain": completion for base models without a chat template. Math: question + "\\n" + the boxed
   instruction (Qwen2.5-Math's "mathstral" template); HumanEval+/MBPP+: evalplus's direct completion
   (the task prompt stripped, then "\\n"); LiveCodeBench: the rllm prompt text as is.
+- "chat-question": the model's own chat template with the bare question as the user turn, for
+  models trained on prompts without an instruction (the miniature family, whose chat template
+  already frames the task and whose character vocabulary has no letters for the instruction).
 - "abel": Qwen2.5-Math's "abel" completion template ("Question:\\n{q}\\nAnswer:\\nLet's think step by
   step.\\n"), the simple prompt SimpleRL-Zoo uses for Llama and Mistral base models.
 """
@@ -72,6 +75,7 @@ TEMPLATES: dict[str, Template] = {
     "qwen-boxed": Template("qwen-boxed", "chatml", "{question}\n" + BOXED, code=False, visual=False,
                            system=QWEN_SYSTEM),
     "chat": Template("chat", "chat", "{question}\n" + BOXED, code=True, visual=True),
+    "chat-question": Template("chat-question", "chat", "{question}", code=False, visual=False),
     "plain": Template("plain", "plain", "{question}\n" + BOXED, code=True, visual=False),
     "abel": Template("abel", "plain", "Question:\n{question}\nAnswer:\nLet's think step by step.\n",
                      code=False, visual=False),

@@ -38,7 +38,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from boundary.verify import Verdict
 from boundary.verify._sandbox import Unencodable, encode, loads

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from importlib.metadata import version as _pkg_version
 from multiprocessing.connection import wait
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from boundary.verify import Verdict
 
@@ -122,8 +122,12 @@ def _equivalent(extracted: str, gold: str) -> tuple[str, str]:
 def _serve() -> None:
     """Worker loop (`python -m boundary.verify.math`): read pickled (extracted, gold) from stdin, write (status, detail)."""
     import pickle
+    import signal
     import sys
 
+    # The parent owns the worker's lifetime (it kills it on time-out and closes stdin when done); a
+    # Ctrl-C or a notebook kernel's interrupt, sent to the whole process group, is the parent's to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the "timeout disabled" warning: we kill instead
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing printed by a library may corrupt the answer stream
