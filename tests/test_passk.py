@@ -176,3 +176,22 @@ def test_verdict_follows_the_intervals(ci_low, ci_high, words):
     diff = pd.DataFrame({"k": [1, 64], "diff": [0.1, (ci_low + ci_high) / 2],
                          "ci_low": [0.05, ci_low], "ci_high": [0.15, ci_high]})
     assert words in passk.verdict(diff, "base", "rl")
+
+
+def test_overview_summarises_each_benchmark_as_its_own_paired_analysis():
+    import pandas as pd
+    rng = np.random.default_rng(5)
+    rows = []
+    for bench, n, P in [("a", 8, 10), ("b", 32, 6)]:
+        for model in ("base", "rl"):
+            c = rng.integers(0, n + 1, P)
+            rows += [{"model": model, "benchmark": bench, "problem": f"{bench}{i}", "n": n, "c": int(c[i])} for i in range(P)]
+    table = pd.DataFrame(rows)
+    grid, summary = passk.overview(table, "base", "rl", B=50, ci=0.9, seed=1)
+    assert list(summary.index) == ["a", "b"] and summary.loc["b", "K"] == 32 and summary.loc["a", "problems"] == 10
+    part = table[table["benchmark"] == "b"]
+    n_b = part[part["model"] == "rl"]["n"].to_numpy()
+    c_b = part[part["model"] == "rl"]["c"].to_numpy()
+    assert summary.loc["b", "rl pass@K"] == pytest.approx(passk.mean_curve(n_b, c_b)[-1])
+    assert summary.loc["b", "rl pass@1"] == pytest.approx(c_b.mean() / 32)
+    assert set(grid["benchmark"]) == {"a", "b"} and grid[grid["benchmark"] == "a"]["k"].max() == 8

@@ -11,3 +11,10 @@ __version__ = "0.1.0"
 
 # The repository root: lib/boundary/__init__.py -> lib -> root.
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def quiet(progress: bool) -> dict:
+    """tqdm keyword arguments for a `progress` flag: silent when False; when True, nothing is forced,
+    so tqdm's own environment switch (TQDM_DISABLE=1, set under tests so nbval never compares
+    progress bars) still applies. Passing `disable=False` explicitly would override it."""
+    return {} if progress else {"disable": True}

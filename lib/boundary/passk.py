@@ -234,3 +234,28 @@ def verdict(diff: pd.DataFrame, ref: str, treated: str) -> str:
     if s1 == "ahead of":
         return said + f"the advantage of {treated} vanishes at large k (sharper sampling, same boundary)."
     return said + "no difference is resolved at either end."
+
+
+def overview(table: pd.DataFrame, ref: str, treated: str, B: int, ci: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every benchmark of a counts table at a glance (the paper's Fig. 2 grid and its numbers).
+
+    Returns (curves, summary): the long curve table of `ref` and `treated` with a `benchmark`
+    column, and one summary row per benchmark: problems, K (largest k), pass@1 and pass@K of each,
+    the paired difference treated - ref at k=1 and k=K with intervals, and the crossover k.
+    """
+    from boundary.counts import paired  # counts imports config only; kept local to avoid a cycle
+
+    frames, rows = [], []
+    for bench in dict.fromkeys(table["benchmark"]):
+        _, pc = paired(table, [ref, treated], benchmark=bench)
+        cur = bootstrap_curves(pc, B=B, ci=ci, seed=seed)
+        frames.append(cur.table().assign(benchmark=bench))
+        diff = cur.difference(ref, treated)
+        K = int(cur.k[-1])
+        rows.append({"benchmark": bench, "problems": len(pc[ref][0]), "K": K,
+                     f"{ref} pass@1": cur.mean[ref][0], f"{treated} pass@1": cur.mean[treated][0],
+                     f"{ref} pass@K": cur.mean[ref][-1], f"{treated} pass@K": cur.mean[treated][-1],
+                     "diff@1": diff["diff"].iloc[0], "diff@1 CI": f"[{diff['ci_low'].iloc[0]:+.3f}, {diff['ci_high'].iloc[0]:+.3f}]",
+                     "diff@K": diff["diff"].iloc[-1], "diff@K CI": f"[{diff['ci_low'].iloc[-1]:+.3f}, {diff['ci_high'].iloc[-1]:+.3f}]",
+                     "crossover k": crossover(cur, ref, treated).k})
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(rows).set_index("benchmark")

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from boundary import quiet
+
 
 def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> None:
     if len(prompts) != len(responses):
@@ -44,7 +46,7 @@ def token_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequence[
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     out: list[np.ndarray | None] = [None] * len(prompts)
-    for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="perplexity", unit="batch"):
+    for start in tqdm(range(0, len(order), batch_size), desc="perplexity", unit="batch", **quiet(progress)):
         idx = order[start:start + batch_size]
         seqs = [list(prompts[i]) + list(responses[i]) for i in idx]
         width = max(map(len, seqs))

@@ -153,3 +153,26 @@ def verdict_statuses(table: pd.DataFrame) -> plt.Figure:
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize="small")
     return fig
+
+
+def passk_grid(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """pass@k curves with CI bands, one panel per benchmark (the paper's Fig. 2 grid)."""
+    style()
+    benches = list(dict.fromkeys(table["benchmark"]))
+    cols = min(3, len(benches))
+    rows = -(-len(benches) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, bench in zip(axes.flat, benches):
+        part = table[table["benchmark"] == bench]
+        for i, (model, t) in enumerate(part.groupby("model", sort=False)):
+            ax.plot(t["k"], t["pass_at_k"], color=colour(model, i), label=model, lw=1.6)
+            ax.fill_between(t["k"], t["ci_low"], t["ci_high"], color=colour(model, i), alpha=0.2, lw=0)
+        ax.set_xscale("log", base=2)
+        ax.set(title=bench, xlabel="k", ylabel="pass@k")
+    for ax in list(axes.flat)[len(benches):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -38,6 +38,8 @@ from tqdm import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from boundary import quiet
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -273,7 +275,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
     memo: dict[int, _Prefilled] = {}  # prefilled prompts with samples still to schedule
     remaining = [len(idx) for idx in samples]  # samples of each prompt not yet scheduled
-    bar = tqdm(total=sum(remaining), desc="decode", unit="sample", disable=not progress)
+    bar = tqdm(total=sum(remaining), desc="decode", unit="sample", **quiet(progress))
     for rows in _batches(samples, batch_size):
         fresh = sorted({j for j, _ in rows if j not in memo})
         if fresh:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from boundary import quiet
 from boundary.config import Sampling
 from boundary.sampling.backends import Backend, Request, load, render
 from boundary.store import Store, make_key, sha256_text
@@ -67,7 +68,7 @@ def run(backend: Backend, store: Store, problems: Sequence[tuple[str, str]], n: 
     requests = [Request(pid, prompt_of[pid], tuple(idx)) for pid, idx in gaps.items()]
     total, tokens, shards, buffer, last = 0, 0, 0, [], time.time()
     bar = tqdm(total=sum(len(r.samples) for r in requests), desc=f"sample {store.key.folder()}", unit="sample",
-               disable=not progress)
+               **quiet(progress))
     for s in backend.sample(requests, params):
         buffer.append(s)
         bar.update(1)

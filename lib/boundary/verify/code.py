@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from boundary import quiet
 from boundary.verify import Verdict
 from boundary.verify._sandbox import Unencodable, encode, loads
 
@@ -549,7 +550,7 @@ def run_many(programs: Sequence[str], tests: Sequence[dict], timeout_s: float | 
         raise ValueError(f"run_many: {len(programs)} programs but {len(tests)} tests")
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         jobs = pool.map(lambda pt: run_tests(pt[0], pt[1], timeout_s, plus=plus), zip(programs, tests))
-        return list(tqdm(jobs, total=len(programs), disable=not progress, desc="sandbox"))
+        return list(tqdm(jobs, total=len(programs), desc="sandbox", **quiet(progress)))
 
 
 def mbpp_inputs(task_id: str, inputs: list) -> list:

@@ -31,6 +31,7 @@ from multiprocessing.connection import wait
 
 from tqdm import tqdm
 
+from boundary import quiet
 from boundary.verify import Verdict
 
 REVISION = "1"  # this module's grading logic; bump it when extraction or comparison changes
@@ -205,7 +206,7 @@ def check_many(pairs: Sequence[tuple[str, str]], *, timeout_s: float = TIMEOUT_S
     while len(_POOL) < n:
         _POOL.append(_Worker())
     pool = _POOL[:n]
-    bar = tqdm(total=len(todo), disable=not progress or not todo, desc="math-verify")
+    bar = tqdm(total=len(todo), desc="math-verify", **quiet(progress and bool(todo)))
     try:
         while todo or any(w.task for w in pool):
             for w in pool:  # hand out work
