@@ -30,9 +30,11 @@ def test_house_shape(path):
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "reference outputs committed"
 
 
-def test_papermill_injects_parameters(tmp_path, shared):
-    """Notebook 03 on the published replay (the make all path), with injected overrides."""
+def test_papermill_injects_parameters(tmp_path, shared, monkeypatch):
+    """Notebook 03 on the published replay (the make all path), with injected overrides; its
+    figures and tables go to a temporary outputs root, never over the committed figures."""
     shared("data", "published")
+    monkeypatch.setenv(config.OUTPUTS_ENV, str(tmp_path))
     out = tmp_path / "03.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "03_pass_at_k.ipynb"), str(out),
                                parameters={"experiment": "replay-math500", "bootstrap": 20, "ci": 0.5},
@@ -40,7 +42,8 @@ def test_papermill_injects_parameters(tmp_path, shared):
     nb = json.loads(out.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "bootstrap = 20" in "".join(injected[0]["source"])
-    table = pd.read_csv(config.load("replay-math500").tables_dir / "pass_at_k.csv")
+    table = pd.read_csv(tmp_path / "results" / "replay-math500" / "tables" / "pass_at_k.csv")
+    assert (tmp_path / "figures" / "replay-math500" / "pass_at_k.png").is_file()
     assert list(table.columns) == ["model", "k", "pass_at_k", "ci_low", "ci_high"]
     assert table["k"].max() == 128 and set(table["model"]) == {"base", "rl"}
     # A 50% interval is narrower than the default 95% one would be: the override took effect.

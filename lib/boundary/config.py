@@ -11,6 +11,7 @@ expose a knob without shadowing the experiment's own setting.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from boundary import ROOT
 
 PARAMS = ROOT / "params"  # where experiments live
+OUTPUTS_ENV = "BOUNDARY_OUTPUTS"  # environment variable: another root for results/ and figures/ (tests)
+
+
+def outputs_root() -> Path:
+    """Where results/ and figures/ go: the repository root, unless BOUNDARY_OUTPUTS names another
+    folder (tests run notebooks there, so they never overwrite the committed figures)."""
+    return Path(os.environ.get(OUTPUTS_ENV) or ROOT)
 
 
 class ConfigError(ValueError):
@@ -211,7 +219,7 @@ class Experiment(Strict):
     @property
     def results_dir(self) -> Path:
         """`results/<experiment>/`: stores, verdicts, tables (ignored by git)."""
-        return ROOT / "results" / self.name
+        return outputs_root() / "results" / self.name
 
     @property
     def tables_dir(self) -> Path:
@@ -221,7 +229,7 @@ class Experiment(Strict):
     @property
     def figures_dir(self) -> Path:
         """`figures/<experiment>/`: the figures the notebooks write (committed for default runs)."""
-        return ROOT / "figures" / self.name
+        return outputs_root() / "figures" / self.name
 
     def inputs(self) -> list[Path]:
         """Local files the experiment reads but does not make (checked before a long run or a test)."""

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from boundary import ROOT
+from boundary import config
 from boundary.config import Experiment
 
 PALETTE = {"base": "#4C72B0", "rl": "#C44E52", "distilled": "#55A868", "instruct": "#8172B2",
@@ -40,7 +40,7 @@ def save(fig: plt.Figure, name: str, cfg: Experiment) -> str:
     fig.savefig(tmp)  # written whole, then moved: a crash never leaves half a figure
     tmp.replace(path)
     plt.close(fig)
-    return str(path.relative_to(ROOT))
+    return str(path.relative_to(config.outputs_root()))
 
 
 def passk_curves(table: pd.DataFrame, title: str = "", crossover: int | None = None) -> plt.Figure:
