@@ -269,13 +269,14 @@ def _free_names(test: str) -> list[str]:
     return sorted(n for n in used - bound if not hasattr(builtins, n))
 
 
-def _judge(program: str, timeout_s: float, body) -> Verdict:
-    """Start a call-mode sandbox and turn what `body(box)` does into a Verdict."""
+def _judge(program: str, timeout_s: float, body, mode: str = "call",
+           unloadable: str = "the program failed to load") -> Verdict:
+    """Start a sandbox in `mode` and turn what `body(box)` does into a Verdict (time-outs, deaths)."""
     box = None
     try:
-        box = Sandbox(program, "call", timeout_s)
+        box = Sandbox(program, mode, timeout_s)
         if not box.ready.get("ready"):
-            return _verdict("wrong", f"the program failed to load: {box.ready.get('error')}")
+            return _verdict("wrong", f"{unloadable}: {box.ready.get('error')}")
         return body(box)
     except _Timeout as e:
         return _verdict("timeout", str(e))
@@ -457,11 +458,8 @@ def run_stdin(program: str, inputs: Sequence[str], outputs: Sequence[str], timeo
     """Run the whole program once per input (as __main__, stdin to stdout) and compare its output here."""
     if len(inputs) != len(outputs):
         return _verdict("error", f"{len(inputs)} inputs but {len(outputs)} outputs")
-    box = None
-    try:
-        box = Sandbox(LCB_IMPORTS + program, "script", timeout_s)
-        if not box.ready.get("ready"):
-            return _verdict("wrong", f"the program does not compile: {box.ready.get('error')}")
+
+    def each_input(box: Sandbox) -> Verdict:
         for i, (inp, want) in enumerate(zip(inputs, outputs)):
             src, dst = box.dir / f"in{i}", box.dir / f"out{i}"
             src.write_text(inp)
@@ -473,13 +471,9 @@ def run_stdin(program: str, inputs: Sequence[str], outputs: Sequence[str], timeo
             if not same_stdout(got, want):
                 return _verdict("wrong", f"input #{i}: printed {got[:80]!r}, expected {want[:80]!r}")
         return _verdict("correct")
-    except _Timeout as e:
-        return _verdict("timeout", str(e))
-    except _Died as e:
-        return _verdict("wrong", str(e))
-    finally:
-        if box is not None:
-            box.close()
+
+    return _judge(LCB_IMPORTS + program, timeout_s, each_input, mode="script",
+                  unloadable="the program does not compile")
 
 
 def run_functional(program: str, fn_name: str, inputs: Sequence[str], outputs: Sequence[str],
