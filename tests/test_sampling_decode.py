@@ -204,3 +204,26 @@ def test_the_callers_training_mode_is_restored(model):
     finally:
         model.eval()
     assert train_mode == run(model, samples=[[0]] * 3)  # dropout (if any) was off while sampling
+
+
+def test_prefill_extra_feeds_a_vision_language_model():
+    """`extra` pixel values reach the prefill: the image changes the samples, and a prompt's samples
+    do not depend on which other prompts (and images) share its prefill batch."""
+    from tiny_lm import IMAGE_TOKEN, tiny_llava
+
+    vlm = tiny_llava()
+    prompt = [1] + [IMAGE_TOKEN] * 5 + [5, 6, 7]  # 16x16 image, 8x8 patches: 4 + 1 features
+    img = [torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    kw = dict(temperature=1.0, max_new_tokens=8, stop_token_ids=[2], batch_size=8)
+
+    def run(prompts, images, keys):
+        out = generate(vlm, prompts, keys, [range(8)] * len(prompts), seed=0,
+                       extra=[{"pixel_values": i} for i in images], **kw)
+        return sorted((c.prompt, c.sample, tuple(c.tokens)) for c in out)
+
+    alone = [run([prompt], [img[s]], [7]) for s in range(2)]
+    assert alone[0] != alone[1]  # same prompt, key and seed: only the image differs
+    together = run([prompt, prompt[:1] + [9] + prompt[1:]], [img[0], img[1]], [7, 8])
+    assert [c for c in together if c[0] == 0] == alone[0]
+    with pytest.raises(ValueError, match="extra has 1 entries for 2 prompts"):
+        list(generate(vlm, [prompt, prompt], [1, 2], [[0], [0]], seed=0, extra=[{"pixel_values": img[0]}]))

@@ -61,3 +61,28 @@ def save_tiny_checkpoint(folder, seed: int = 0, hidden: int = 128, layers: int =
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+IMAGE_TOKEN = 39  # the tiny LLaVA's image placeholder id (the last of tiny_llama's 40 ids)
+
+
+def tiny_llava(seed: int = 0, image: int = 16, patch: int = 8):
+    """A random LlavaForConditionalGeneration (CLIP vision tower, Llama decoder, vocab 40) in eval mode.
+
+    A `image` x `image` picture gives (image / patch)^2 patch features plus CLIP's class feature,
+    each filling one IMAGE_TOKEN placeholder of the prompt (vision_feature_select_strategy "full").
+    """
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    text = tiny_llama(seed).config
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=image, patch_size=patch, num_channels=3)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN,
+                      vision_feature_select_strategy="full", vision_feature_layer=-1,
+                      projector_hidden_act="gelu", image_seq_length=(image // patch) ** 2 + 1)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # peaked distributions, as tiny_llama's
+        for p in model.parameters():
+            p.mul_(10) if p.dim() > 1 else None
+    return model

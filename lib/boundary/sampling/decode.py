@@ -168,8 +168,12 @@ class _Prefilled:
     logits: torch.Tensor  # [vocab] float32 logits of the first generated token
 
 
-def _prefill(model, prompts: list[list[int]], pad_token_id: int) -> list[_Prefilled]:
-    """Run the prompts through the model together (left-padded) and split the cache per prompt."""
+def _prefill(model, prompts: list[list[int]], pad_token_id: int, extra: list[dict] | None = None) -> list[_Prefilled]:
+    """Run the prompts through the model together (left-padded) and split the cache per prompt.
+
+    extra: per prompt, further model inputs of the prefill only (e.g. a vision-language model's
+    `pixel_values`, shape [1, ...]); each key's tensors are concatenated along dim 0 in prompt order.
+    """
     device = model.device
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
@@ -179,8 +183,12 @@ def _prefill(model, prompts: list[list[int]], pad_token_id: int) -> list[_Prefil
         mask[r, width - len(p):] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+    inputs = {}
+    if extra is not None:
+        for key in extra[0]:
+            inputs[key] = torch.cat([e[key] for e in extra]).to(device)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
+                past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1, **inputs)
     cache = out.past_key_values
     for layer in cache.layers:
         if type(layer) is not DynamicLayer:
@@ -229,10 +237,17 @@ def _batches(samples: Sequence[Sequence[int]], batch_size: int) -> Iterator[list
         yield rows
 
 
-def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size) -> None:
+def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size, extra) -> None:
     """Clear errors for malformed arguments, naming the culprit."""
     if not (len(prompts) == len(keys) == len(samples)):
         raise ValueError(f"prompts, keys and samples differ in length: {len(prompts)}, {len(keys)}, {len(samples)}")
+    if extra is not None:
+        if len(extra) != len(prompts):
+            raise ValueError(f"extra has {len(extra)} entries for {len(prompts)} prompts")
+        names = [sorted(e) for e in extra]
+        if any(n != names[0] for n in names):
+            raise ValueError(f"extra: every prompt needs the same prefill inputs, got {names[0]} and "
+                             f"{next(n for n in names if n != names[0])}")
     for j, (p, idx) in enumerate(zip(prompts, samples)):
         if len(p) == 0:
             raise ValueError(f"prompt {j} is empty")
@@ -247,7 +262,7 @@ def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_siz
 def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], samples: Sequence[Sequence[int]],
              seed: int, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 256,
              stop_token_ids: Sequence[int] = (), pad_token_id: int = 0, batch_size: int = 256,
-             progress: bool = False) -> Iterator[Completion]:
+             extra: Sequence[dict] | None = None, progress: bool = False) -> Iterator[Completion]:
     """Sample `samples[j]` (indices) of each prompt j; yield each Completion as soon as it finishes.
 
     model: a Hugging Face causal LM (eval mode is set here); prompts: token ids per prompt;
@@ -256,20 +271,22 @@ def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], sampl
     "stop", the stop token not included); max_new_tokens ends it otherwise (finish "length").
     pad_token_id fills the left padding of the batched prefill and is fed to finished rows until
     they are compacted away (masked or ignored, so any valid id does). batch_size
-    bounds the sequences decoded together, hence memory.
+    bounds the sequences decoded together, hence memory. extra: per prompt, model inputs of its
+    prefill only (a vision-language model's `pixel_values` [1, ...], its image_sizes...): the
+    image is read once per prompt, then the n samples decode from its cache like text.
     """
-    _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size)
+    _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size, extra)
     was_training = model.training
     model.eval()  # no dropout while sampling; the caller's mode (e.g. GRPO training) is restored after
     try:
         yield from _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens,
-                           stop_token_ids, pad_token_id, batch_size, progress)
+                           stop_token_ids, pad_token_id, batch_size, extra, progress)
     finally:
         model.train(was_training)
 
 
 def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens, stop_token_ids,
-            pad_token_id, batch_size, progress) -> Iterator[Completion]:
+            pad_token_id, batch_size, extra, progress) -> Iterator[Completion]:
     """The decoding loop of `generate` (arguments as there, already checked)."""
     device = model.device
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
@@ -279,7 +296,8 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
     for rows in _batches(samples, batch_size):
         fresh = sorted({j for j, _ in rows if j not in memo})
         if fresh:
-            memo.update(zip(fresh, _prefill(model, [list(prompts[j]) for j in fresh], pad_token_id)))
+            memo.update(zip(fresh, _prefill(model, [list(prompts[j]) for j in fresh], pad_token_id,
+                                            None if extra is None else [extra[j] for j in fresh])))
         lengths = torch.tensor([len(prompts[j]) for j, _ in rows], device=device)  # prompt length per row
         width = int(lengths.max())
         cache = _batch_cache(rows, memo, lengths, capacity=width + max_new_tokens)
