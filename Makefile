@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 comma := ,
 
-EXPERIMENT ?= replay-math500## params/$(EXPERIMENT).yaml: the experiment to run (e.g. smoke, paper/<name>)
+EXPERIMENT ?= miniature## params/$(EXPERIMENT).yaml: the experiment to run (e.g. smoke, replay-math500, paper/<name>)
 VENV ?= .venv## the virtual environment make creates and uses
 PY := $(VENV)/bin/python
 # A GPU machine gets vLLM (which brings its CUDA torch); elsewhere the CPU wheel torch==2.13.0.
@@ -20,7 +20,7 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 
-.PHONY: help setup all models samples verify passk test test-real-model test-vllm clean distclean references
+.PHONY: help setup all models samples verify passk perplexity distillation test test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -46,7 +46,7 @@ MINIATURE_SRC := $(wildcard lib/boundary/miniature/*.py) lib/boundary/sampling/d
 	lib/boundary/plots.py
 MODELS := results/$(EXPERIMENT)/.models-built
 
-all: $(if $(REPLAY),passk,models samples verify passk) ## run the whole study for EXPERIMENT
+all: $(if $(REPLAY),passk,models samples verify passk perplexity distillation) ## run the whole study for EXPERIMENT
 
 models: $(if $(MINI),$(MODELS)) ## build the miniature family of EXPERIMENT (base, rl-seed*, teacher, distilled)
 
@@ -61,9 +61,15 @@ verify: $(RUNS)/02_verification.ipynb ## notebook 02: grade every sample, status
 
 passk: $(RUNS)/03_pass_at_k.ipynb ## notebook 03: pass@k curves, crossover, coverage, histograms
 
+perplexity: $(RUNS)/04_perplexity.ipynb ## notebook 04: perplexity of RL answers under the base, over RL training
+
+distillation: $(RUNS)/06_distillation.ipynb ## notebook 06: base vs RL vs distilled pass@k, distilled coverage
+
 $(RUNS)/01_sampling.ipynb: $(if $(MINI),$(MODELS))
 $(RUNS)/02_verification.ipynb: $(RUNS)/01_sampling.ipynb
 $(RUNS)/03_pass_at_k.ipynb: $(if $(REPLAY),,$(RUNS)/02_verification.ipynb)
+$(RUNS)/04_perplexity.ipynb: $(RUNS)/02_verification.ipynb
+$(RUNS)/06_distillation.ipynb: $(RUNS)/02_verification.ipynb
 
 # A notebook run: papermill writes a temporary file that is moved into place only on success;
 # --log-output shows the cells' output (and progress) in the terminal.

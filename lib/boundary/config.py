@@ -61,6 +61,7 @@ class Model(Strict):
     path: str  # hub id ("Qwen/Qwen2.5-7B") or folder relative to the repository root
     revision: str | None = None  # hub revision (commit or tag); None: the default branch
     template: str = "qwen-boxed"  # prompt template (boundary.tasks); the same for a base/RL pair
+    step: int | None = Field(None, ge=0)  # RL training step of this checkpoint (perplexity over training)
 
 
 class Benchmark(Strict):
@@ -95,6 +96,16 @@ class PassK(Strict):
     ci: float = Field(0.95, gt=0.0, lt=1.0)  # confidence level of every interval
     coverage_k: int | None = Field(None, ge=1)  # k of the coverage table (None: the largest k)
     coverage_threshold: float = Field(0.5, gt=0.0, le=1.0)  # solved at k when pass@k >= this
+
+
+class Perplexity(Strict):
+    """Settings of the perplexity analysis (notebook 04): whose responses are scored under whom."""
+
+    responses: int = Field(8, ge=1)  # responses scored per problem and model: sample indices 0..responses-1
+    problems: int | None = Field(None, ge=1)  # first `problems` problems of each benchmark (None: all)
+    batch_size: int = Field(16, ge=1)  # pairs scored together (transformers; ~16 is fastest for tiny models on CPU)
+    checkpoints: list[Model] = []  # RL checkpoints along training (each with `step`), sampled `responses`
+    # per problem; empty: the miniature's rl-seed<s>-step<t> of `miniature.rl` when there is one
 
 
 # ---- the miniature world (boundary.miniature): what `make models` builds, and how
@@ -200,6 +211,7 @@ class Experiment(Strict):
     benchmarks: list[Benchmark] = []  # the benchmarks they are sampled on
     sampling: Sampling = Sampling()  # sampling settings shared by every model
     passk: PassK = PassK()  # pass@k analysis settings
+    perplexity: Perplexity = Perplexity()  # perplexity analysis settings (notebook 04)
     miniature: Miniature | None = None  # the model family `make models` builds (miniature experiments)
 
     @model_validator(mode="after")
@@ -210,6 +222,14 @@ class Experiment(Strict):
         if len(set(labels)) != len(labels):
             raise ValueError(f"model labels must be unique, got {labels}")
         return self
+
+    def only(self, benchmark: str) -> "Experiment":
+        """This experiment restricted to one of its benchmarks (an analysis of one benchmark)."""
+        chosen = [b for b in self.benchmarks if b.name == benchmark]
+        if not chosen:
+            raise ConfigError(f"params/{self.name}.yaml: no benchmark {benchmark!r}; "
+                              f"it has {[b.name for b in self.benchmarks]}")
+        return self.model_copy(update={"benchmarks": chosen})
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the params file, anchored at the repository root when relative."""

@@ -222,15 +222,16 @@ def _standing(row) -> str:
     return "indistinguishable from"
 
 
-def verdict(diff: pd.DataFrame, ref: str, treated: str) -> str:
-    """One sentence on the paired difference at the smallest and largest k, from its intervals."""
+def verdict(diff: pd.DataFrame, ref: str, treated: str, treatment: str = "RL") -> str:
+    """One sentence on the paired difference at the smallest and largest k, from its intervals
+    (`treatment`: what made `treated` from `ref`, e.g. "RL" or "distillation")."""
     first, last = diff.iloc[0], diff.iloc[-1]
     s1, sK = _standing(first), _standing(last)
     said = f"At k=1 {treated} is {s1} {ref}; at k={int(last['k'])} {treated} is {sK} {ref}: "
     if sK == "behind":
-        return said + f"{ref} reaches problems {treated} no longer does, so RL narrowed the boundary."
+        return said + f"{ref} reaches problems {treated} no longer does, so {treatment} narrowed the boundary."
     if sK == "ahead of":
-        return said + f"{treated} reaches problems {ref} does not, so RL widened the boundary here."
+        return said + f"{treated} reaches problems {ref} does not, so {treatment} widened the boundary here."
     if s1 == "ahead of":
         return said + f"the advantage of {treated} vanishes at large k (sharper sampling, same boundary)."
     return said + "no difference is resolved at either end."

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -103,3 +104,166 @@ def vllm_token_logprobs(llm, prompts: Sequence[Sequence[int]], responses: Sequen
         per_position = o.prompt_logprobs[len(p):]  # entries for the response tokens
         result.append(np.array([pos[tok].logprob for pos, tok in zip(per_position, r)], dtype=np.float64))
     return result
+
+
+# --- the study of notebook 04: whose responses, scored under whom --------------------------------
+def checkpoints(cfg) -> list:
+    """The RL checkpoints of the perplexity-over-training study (config.Model, each with `step`):
+    params' `perplexity.checkpoints`, else the miniature's `rl-seed<s>-step<t>` folders, else none."""
+    from boundary.config import Model
+
+    if cfg.perplexity.checkpoints:
+        return list(cfg.perplexity.checkpoints)
+    mini = cfg.miniature
+    rl = [m for m in cfg.models if m.role == "rl"]
+    if mini is None or not rl:
+        return []
+    return [Model(label=f"rl-seed{s}-step{t}", role="rl", path=f"{mini.out}/rl-seed{s}-step{t}",
+                  template=rl[0].template, step=t)
+            for s in mini.rl.seeds for t in mini.rl.checkpoints]
+
+
+def step_of(cfg, model) -> int | None:
+    """The RL training step of `model`: its `step`, or for the miniature's final RL models the
+    number of RL steps, 0 for a base model, else None."""
+    if model.step is not None:
+        return model.step
+    if model.role == "base":
+        return 0
+    if model.role == "rl" and cfg.miniature is not None:
+        return cfg.miniature.rl.steps
+    return None
+
+
+def group_of(problem) -> str:
+    """The problem group of the figures: the miniature's difficulty, MATH's level, else the benchmark."""
+    for key, name in (("difficulty", "d={}"), ("level", "level {}")):
+        if problem.meta.get(key) is not None:
+            return name.format(problem.meta[key])
+    return problem.benchmark
+
+
+def responses(cfg, model) -> pd.DataFrame:
+    """The stored responses of `model` that the study scores: sample indices below
+    `perplexity.responses`, on the first `perplexity.problems` problems of each benchmark;
+    columns benchmark, problem, group, sample, text, finish_reason."""
+    from boundary import runs
+
+    n, limit = cfg.perplexity.responses, cfg.perplexity.problems
+    df = runs.samples(cfg, ["problem_id", "sample", "text", "finish_reason"], models=[model], n=n)
+    if df.empty:
+        raise RuntimeError(f"no stored responses of {model.label!r}: run notebook 01 (or runs.sample) first")
+    groups, keep = {}, set()
+    for bench in cfg.benchmarks:
+        probs = runs.problems(bench)
+        keep |= {p.id for p in probs[:limit]}
+        groups.update({p.id: group_of(p) for p in probs})
+    df = df.rename(columns={"problem_id": "problem"})
+    df = df[df["problem"].isin(keep)].copy()
+    short = df.groupby("problem")["sample"].size()
+    if (short < n).any():
+        raise RuntimeError(f"{model.label!r}: {int((short < n).sum())} problems have fewer than {n} stored responses "
+                           f"(e.g. {short[short < n].index[0]}); sample them first")
+    df["group"] = df["problem"].map(groups)
+    return df[["benchmark", "problem", "group", "sample", "text", "finish_reason"]].reset_index(drop=True)
+
+
+def score(cfg, pairs: Sequence[tuple], progress: bool = True) -> pd.DataFrame:
+    """PPL_scorer(Y_responder | x) of the study's responses for each (scorer, responder) pair of
+    config.Models; each scorer is loaded once. One row per scored response: condition
+    ("PPL_<scorer>(Y_<responder>)"), scorer, responder, benchmark, problem, group, sample, tokens, ppl.
+
+    The prompt x is rendered with the responder's template under the scorer's tokenizer, as at
+    sampling (boundary.sampling.backends.encode); the response is the stored text, plus the
+    end-of-sequence token when the sample stopped (it was generated, so it is scored too).
+    Through transformers, or vLLM's prompt_logprobs when the experiment samples with vllm.
+    """
+    from boundary import runs, tasks
+    from boundary.sampling import backends
+
+    frames = []
+    by_scorer: dict[str, list] = {}
+    for scorer, responder in pairs:
+        by_scorer.setdefault(scorer.label, []).append((scorer, responder))
+    for todo in by_scorer.values():
+        scorer = todo[0][0]
+        engine = _engine(cfg, scorer)
+        tok = engine["tokenizer"]
+        eos = backends.stop_token_ids(tok)[0]
+        for _, responder in todo:
+            df = responses(cfg, responder)
+            probs = {p.id: p for b in cfg.benchmarks for p in runs.problems(b)}
+            prompt_of = {pid: backends.encode(tok, tasks.render(responder.template, probs[pid], tok))
+                         for pid in df["problem"].unique()}
+            prompts = [prompt_of[p] for p in df["problem"]]
+            resp = [tok(t, add_special_tokens=False)["input_ids"] + ([eos] if f == "stop" else [])
+                    for t, f in zip(df["text"], df["finish_reason"])]
+            if engine["llm"] is not None:
+                lp = vllm_token_logprobs(engine["llm"], prompts, resp)
+            else:
+                lp = token_logprobs(engine["model"], prompts, resp, batch_size=cfg.perplexity.batch_size,
+                                    pad_token_id=engine["pad"], progress=progress)
+            frames.append(df.drop(columns=["text", "finish_reason"]).assign(
+                condition=f"PPL_{scorer.label}(Y_{responder.label})", scorer=scorer.label, responder=responder.label,
+                tokens=[len(r) for r in resp], ppl=from_logprobs(lp)))
+        del engine
+    cols = ["condition", "scorer", "responder", "benchmark", "problem", "group", "sample", "tokens", "ppl"]
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+def _engine(cfg, model) -> dict:
+    """The scoring engine of `model`: its tokenizer, and a transformers model or a vLLM LLM."""
+    from boundary.sampling import backends
+
+    path = backends.resolve(model.path)
+    if cfg.sampling.backend == "vllm":
+        import vllm
+        llm = vllm.LLM(model=path, revision=model.revision, tensor_parallel_size=cfg.sampling.tensor_parallel_size,
+                       enable_prefix_caching=True, seed=0)
+        return {"tokenizer": llm.get_tokenizer(), "llm": llm, "model": None, "pad": 0}
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(path, revision=model.revision)
+    m = AutoModelForCausalLM.from_pretrained(path, revision=model.revision, dtype="auto")
+    m = m.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    pad = tok.pad_token_id if tok.pad_token_id is not None else backends.stop_token_ids(tok)[0]
+    return {"tokenizer": tok, "llm": None, "model": m, "pad": pad}
+
+
+def medians(scores: pd.DataFrame, by: Sequence[str] = ("condition",), B: int = 1000, ci: float = 0.95,
+            seed: int = 0) -> pd.DataFrame:
+    """Median perplexity per `by` group with a bootstrap interval over problems.
+
+    A cluster bootstrap: a group's problems are resampled with all their responses. Every group
+    draws from the same seed, so groups over the same problems (the conditions of one problem
+    group) see the same resampled problems: their intervals are paired. Columns: *by, problems,
+    responses, median, ci_low, ci_high.
+    """
+    by = list(by)
+    rows = []
+    for key, part in scores.groupby(by, sort=False):
+        per = [np.asarray(v) for _, v in part.groupby("problem", sort=True)["ppl"]]
+        draws = np.random.default_rng(seed).integers(0, len(per), size=(B, len(per)))
+        stats = np.array([np.median(np.concatenate([per[i] for i in d])) for d in draws])
+        lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "problems": len(per), "responses": len(part),
+                     "median": float(part["ppl"].median()), "ci_low": float(lo), "ci_high": float(hi)})
+    return pd.DataFrame(rows)
+
+
+def median_difference(scores: pd.DataFrame, a: str, b: str, B: int = 1000, ci: float = 0.95,
+                      seed: int = 0) -> dict:
+    """Median perplexity of condition `b` minus condition `a`, with a paired cluster-bootstrap
+    interval (the same resampled problems for both). The conditions must cover the same problems."""
+    parts = {c: scores[scores["condition"] == c] for c in (a, b)}
+    sets = {c: set(p["problem"]) for c, p in parts.items()}
+    if not sets[a] or sets[a] != sets[b]:
+        raise ValueError(f"conditions {a!r} and {b!r} cover different (or no) problems: not a paired comparison")
+    problems = sorted(sets[a])
+    per = {c: [np.asarray(v) for _, v in p.groupby("problem", sort=True)["ppl"]] for c, p in parts.items()}
+    draws = np.random.default_rng(seed).integers(0, len(problems), size=(B, len(problems)))
+    stats = np.array([np.median(np.concatenate([per[b][i] for i in d])) - np.median(np.concatenate([per[a][i] for i in d]))
+                      for d in draws])
+    lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
+    return {"a": a, "b": b, "diff": float(parts[b]["ppl"].median() - parts[a]["ppl"].median()),
+            "ci_low": float(lo), "ci_high": float(hi)}

@@ -176,3 +176,32 @@ def passk_grid(table: pd.DataFrame, title: str = "") -> plt.Figure:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def perplexity_boxes(scores: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Perplexity of each condition's responses per problem group (paper Fig. 6): box plots on a
+    log axis, one box per (group, condition), whiskers at 1.5 IQR and outliers hidden."""
+    style()
+    groups = list(dict.fromkeys(scores["group"]))
+    conditions = list(dict.fromkeys(scores["condition"]))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.4 * len(groups) + 2), 4))
+    sns.boxplot(data=scores, x="group", y="ppl", hue="condition", order=groups, hue_order=conditions,
+                showfliers=False, ax=ax, palette=sns.color_palette("Set2", len(conditions)))
+    ax.set_yscale("log")
+    ax.set(xlabel="problem group", ylabel="perplexity", title=title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def perplexity_trend(trend: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Median PPL_base of RL responses over RL training steps, one line per run, CI as error bars
+    (`trend`: columns run, step, median, ci_low, ci_high; step 0 is the base's own responses)."""
+    style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (run, t) in enumerate(trend.sort_values("step").groupby("run", sort=False)):
+        c = sns.color_palette("rocket", max(2, trend["run"].nunique()) + 1)[i]
+        ax.errorbar(t["step"], t["median"], yerr=[t["median"] - t["ci_low"], t["ci_high"] - t["median"]],
+                    color=c, marker="o", ms=4, lw=1.6, capsize=3, label=run)
+    ax.set(xlabel="RL step (0: the base model's own responses)", ylabel="median PPL under base", title=title)
+    ax.legend(fontsize=8)
+    return fig

@@ -44,18 +44,26 @@ def problems(bench: Benchmark) -> list[tasks.Problem]:
     return tasks.load_benchmark(bench)
 
 
-def runs(cfg: Experiment) -> Iterator[Run]:
-    """Every (model, benchmark) pair of the experiment, in params order."""
+def runs(cfg: Experiment, models: list[Model] | None = None, n: int | None = None) -> Iterator[Run]:
+    """Every (model, benchmark) pair of the experiment, in params order.
+
+    models: other models than the experiment's (e.g. RL checkpoints for the perplexity study),
+    sampled with the experiment's settings; n: samples per problem instead of each benchmark's
+    (a store holds sample indices, so a smaller n reads a prefix of a larger run).
+    """
     tasks.same_for_pair([m for m in cfg.models if m.role in ("base", "rl")])
-    for model in cfg.models:
+    for model in cfg.models if models is None else models:
         key = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend, cfg.sampling,
                        model.revision)
         for bench in cfg.benchmarks:
+            bench = bench if n is None else bench.model_copy(update={"n": n})
             yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, key))
 
 
-def sample(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
-    """Fill every store of the experiment; one row of statistics per (model, benchmark).
+def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = None,
+           n: int | None = None) -> pd.DataFrame:
+    """Fill every store of the experiment (or of `models`, `n`: see `runs`); one row of statistics
+    per (model, benchmark).
 
     The rows are also appended to `results/<experiment>/sampling_log.csv`, the throughput record
     (a store knows what it holds, not how fast it was made).
@@ -63,7 +71,7 @@ def sample(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
     from boundary.sampling import backends, runner
 
     rows, loaded = [], {}
-    for run in runs(cfg):
+    for run in runs(cfg, models, n):
         m = run.model
         if m.label not in loaded:
             loaded.clear()  # one model in memory at a time
@@ -99,10 +107,12 @@ def throughput(cfg: Experiment) -> pd.DataFrame:
     return out
 
 
-def samples(cfg: Experiment, columns: list[str] | None = None) -> pd.DataFrame:
-    """Every stored sample of the experiment, with `model` and `benchmark` columns, indices < n."""
+def samples(cfg: Experiment, columns: list[str] | None = None, models: list[Model] | None = None,
+            n: int | None = None) -> pd.DataFrame:
+    """Every stored sample of the experiment (or of `models`, `n`: see `runs`), with `model` and
+    `benchmark` columns, indices < n."""
     frames = []
-    for run in runs(cfg):
+    for run in runs(cfg, models, n):
         df = run.store.read(columns)
         df = df[df["sample"] < run.benchmark.n]  # a store topped up beyond n serves smaller n too
         frames.append(df.assign(model=run.model.label, benchmark=run.benchmark.name))
@@ -120,8 +130,10 @@ def gold_table(probs: list[tasks.Problem]) -> pd.DataFrame:
     })
 
 
-def grade(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
-    """Grade every store (cached beside it); all verdicts with model and benchmark columns.
+def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = None,
+          n: int | None = None) -> pd.DataFrame:
+    """Grade every store (cached beside it; `models`, `n`: see `runs`); all verdicts with model and
+    benchmark columns.
 
     Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
     `finish_reason`, so truncation is reported beside the verdict rather than hidden in a zero.
@@ -129,7 +141,7 @@ def grade(cfg: Experiment, progress: bool = True) -> pd.DataFrame:
     from boundary.verify import regrade
 
     frames = []
-    for run in runs(cfg):
+    for run in runs(cfg, models, n):
         probs = problems(run.benchmark)
         stored = run.store.read(["problem_id", "sample", "text", "finish_reason"]).rename(columns={"problem_id": "problem"})
         stored = stored[stored["sample"] < run.benchmark.n]
