@@ -39,6 +39,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from boundary import quiet
+from boundary.sampling.lean import LeanStep, unsupported
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,18 @@ def probabilities(logits: torch.Tensor, temperature: float, top_p: float) -> tor
     return probs
 
 
-def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Next token per row: argmax if temperature is 0, else inverse-CDF sampling with uniforms `u`."""
+def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float,
+           node: torch.Tensor | None = None) -> torch.Tensor:
+    """Next token per row: argmax if temperature is 0, else inverse-CDF sampling with uniforms `u`.
+
+    node: per row, the row of `logits` it draws from (rows in the same state share one logits
+    row); None when logits has one row per row.
+    """
     if temperature == 0:
-        return logits.argmax(-1)
+        best = logits.argmax(-1)
+        return best if node is None else best[node]
     cdf = probabilities(logits, temperature, top_p).cumsum(-1)
+    cdf = cdf if node is None else cdf[node]
     # token k is drawn iff cdf[k-1] <= u * total < cdf[k]: probability p_k, never a zero-mass token
     idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
     return idx.clamp_(max=cdf.shape[-1] - 1)
@@ -128,8 +136,9 @@ class _BufferLayer(DynamicLayer):
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
         super().__init__()
         b, h, n, d = keys.shape
-        self.kbuf = keys.new_zeros((b, h, capacity, d))  # [rows, heads, capacity, head dim]
-        self.vbuf = values.new_zeros((b, h, capacity, values.shape[3]))
+        # [rows, heads, capacity, head dim]; never read beyond column n, so left uninitialized
+        self.kbuf = keys.new_empty((b, h, capacity, d))
+        self.vbuf = values.new_empty((b, h, capacity, values.shape[3]))
         self.kbuf[:, :, :n], self.vbuf[:, :, :n] = keys, values
         self.n = n  # columns in use
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
@@ -150,7 +159,11 @@ class _BufferLayer(DynamicLayer):
         return self.n
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+        """Keep rows `indices` (repeats allowed), copying only the columns in use."""
+        kbuf = self.kbuf.new_empty((len(indices), *self.kbuf.shape[1:]))
+        vbuf = self.vbuf.new_empty((len(indices), *self.vbuf.shape[1:]))
+        kbuf[:, :, :self.n], vbuf[:, :, :self.n] = self.keys[indices], self.values[indices]
+        self.kbuf, self.vbuf = kbuf, vbuf
         self._views()
 
     def drop_left(self, start: int) -> None:
@@ -203,21 +216,19 @@ def _prefill(model, prompts: list[list[int]], pad_token_id: int, extra: list[dic
             for r, p in enumerate(prompts)]
 
 
-def _batch_cache(rows: list[tuple[int, int]], memo: dict[int, _Prefilled], lengths: torch.Tensor,
+def _batch_cache(prompts: list[int], memo: dict[int, _Prefilled], lengths: torch.Tensor,
                  capacity: int) -> DynamicCache:
-    """The decode batch's cache: each row gets its prompt's cache, left-padded with zeros."""
+    """The cache of one row per prompt in `prompts`, each left-padded with zeros to the longest."""
     width = int(lengths.max())
-    distinct = sorted({j for j, _ in rows})
-    row_of = {j: torch.tensor([r for r, (jj, _) in enumerate(rows) if jj == j], device=lengths.device) for j in distinct}
     layers = []
-    for layer in range(len(memo[distinct[0]].kv)):
-        k0, v0 = memo[distinct[0]].kv[layer]
-        k = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[3]))
-        v = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[3]))
-        for j in distinct:
+    for layer in range(len(memo[prompts[0]].kv)):
+        k0, v0 = memo[prompts[0]].kv[layer]
+        k = k0.new_zeros((len(prompts), k0.shape[1], width, k0.shape[3]))
+        v = v0.new_zeros((len(prompts), v0.shape[1], width, v0.shape[3]))
+        for r, j in enumerate(prompts):
             kj, vj = memo[j].kv[layer]
-            k[row_of[j], :, width - kj.shape[2]:] = kj
-            v[row_of[j], :, width - vj.shape[2]:] = vj
+            k[r, :, width - kj.shape[2]:] = kj[0]
+            v[r, :, width - vj.shape[2]:] = vj[0]
         layers.append(_BufferLayer(k, v, capacity))
     cache = DynamicCache()
     cache.layers, cache.layer_class_to_replicate = layers, None
@@ -287,9 +298,19 @@ def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], sampl
 
 def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens, stop_token_ids,
             pad_token_id, batch_size, extra, progress) -> Iterator[Completion]:
-    """The decoding loop of `generate` (arguments as there, already checked)."""
+    """The decoding loop of `generate` (arguments as there, already checked).
+
+    Rows (samples) and nodes (distinct decoding states) are kept apart: rows of the same prompt
+    that have drawn the same tokens so far share one node, whose logits are computed once per
+    step (at step 0 a prompt's n rows are one node; greedy decoding never splits it). Each row
+    draws its own token from its node's distribution with its own uniform, so a sample is the
+    one it would be alone; the nodes of the next step are the distinct (node, token) pairs, and
+    the KV buffers follow them (copied only when the set of nodes changes). Finished rows leave
+    at once; nodes without rows leave with them.
+    """
     device = model.device
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
+    lean = None if unsupported(model) else LeanStep(model)  # the lean step where it covers the model, else HF forward
     memo: dict[int, _Prefilled] = {}  # prefilled prompts with samples still to schedule
     remaining = [len(idx) for idx in samples]  # samples of each prompt not yet scheduled
     bar = tqdm(total=sum(remaining), desc="decode", unit="sample", **quiet(progress))
@@ -298,52 +319,57 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
         if fresh:
             memo.update(zip(fresh, _prefill(model, [list(prompts[j]) for j in fresh], pad_token_id,
                                             None if extra is None else [extra[j] for j in fresh])))
-        lengths = torch.tensor([len(prompts[j]) for j, _ in rows], device=device)  # prompt length per row
+        distinct = sorted({j for j, _ in rows})  # the prompts of this batch: its first nodes
+        lengths = torch.tensor([len(prompts[j]) for j in distinct], device=device)  # prompt length per node
         width = int(lengths.max())
-        cache = _batch_cache(rows, memo, lengths, capacity=width + max_new_tokens)
+        cache = _batch_cache(distinct, memo, lengths, capacity=width + max_new_tokens)
         mask = (torch.arange(width, device=device) >= (width - lengths)[:, None]).long()  # 0 on left padding
-        logits = torch.stack([memo[j].logits for j, _ in rows])
+        logits = torch.stack([memo[j].logits for j in distinct])  # [nodes, vocab]
+        vocab = logits.shape[-1]
         for j, _ in rows:
             remaining[j] -= 1
             if remaining[j] == 0:
                 memo.pop(j, None)  # every sample of prompt j is scheduled: free its cache
+        node = torch.tensor([distinct.index(j) for j, _ in rows], device=device)  # per live row: its node
         row_keys = torch.tensor([int(keys[j]) for j, _ in rows], dtype=torch.long, device=device)
         row_samples = torch.tensor([i for _, i in rows], dtype=torch.long, device=device)
-        slot = list(range(len(rows)))  # the position in `rows` of each batch row
-        done = [False] * len(rows)  # per batch row: finished (kept, fed padding, until compaction)
-        generated: list[list[int]] = [[] for _ in rows]
+        slot = torch.arange(len(rows), device=device)  # per live row: its position in `rows`
+        generated = torch.empty((len(rows), max_new_tokens), dtype=torch.long, device=device)  # per live row
         for step in range(max_new_tokens):
             u = uniforms(seed, row_keys, row_samples, step) if temperature > 0 else None
-            tokens = sample(logits, u, temperature, top_p)
-            stopped = torch.isin(tokens, stops).tolist() if len(stops) else [False] * len(slot)
-            for b, (tok, stop) in enumerate(zip(tokens.tolist(), stopped)):
-                if done[b]:
-                    continue
-                r = slot[b]
-                if not stop:
-                    generated[r].append(tok)
-                if stop or step == max_new_tokens - 1:
-                    done[b] = True
+            tokens = sample(logits, u, temperature, top_p, node)
+            generated[:, step] = tokens
+            stopped = torch.isin(tokens, stops) if len(stops) else torch.zeros_like(tokens, dtype=torch.bool)
+            finished = stopped | (step == max_new_tokens - 1)
+            if bool(finished.any()):
+                for b, stop in zip(finished.nonzero()[:, 0].tolist(), stopped[finished].tolist()):
+                    r = int(slot[b])
                     bar.update(1)
-                    yield Completion(prompt=rows[r][0], sample=rows[r][1], tokens=generated[r],
+                    yield Completion(prompt=rows[r][0], sample=rows[r][1],
+                                     tokens=generated[b, :step + (not stop)].tolist(),
                                      finish_reason="stop" if stop else "length")
-            live = [b for b, d in enumerate(done) if not d]
-            if not live:
-                break
-            if len(live) <= 0.75 * len(slot):  # compaction: drop finished rows from every per-row tensor
-                sel = torch.tensor(live, device=device)
-                cache.batch_select_indices(sel)
-                mask, lengths, tokens = mask[sel], lengths[sel], tokens[sel]
-                row_keys, row_samples = row_keys[sel], row_samples[sel]
-                slot, done = [slot[b] for b in live], [False] * len(live)
-                start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining row
+                live = ~finished
+                if not bool(live.any()):
+                    break
+                node, tokens, row_keys, row_samples = node[live], tokens[live], row_keys[live], row_samples[live]
+                slot, generated = slot[live], generated[live]
+            # the next nodes: the distinct (node, token) pairs of the live rows, in sorted order
+            pair, node = torch.unique(node * vocab + tokens, return_inverse=True)
+            parent, fed = pair // vocab, pair % vocab
+            if len(parent) != len(mask) or bool((parent != torch.arange(len(parent), device=device)).any()):
+                cache.batch_select_indices(parent)  # splits, merges or finished nodes: the buffers follow
+                mask, lengths = mask[parent], lengths[parent]
+                start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining node
                 if start > 0:
                     mask = mask[:, start:]
                     for layer in cache.layers:
                         layer.drop_left(start)
-            tokens = tokens.masked_fill(torch.tensor(done, device=device), pad_token_id)  # finished rows idle
-            mask = torch.cat([mask, mask.new_ones((len(slot), 1))], dim=1)
-            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
-                        past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1].float()
+            mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=1)
+            positions = lengths + step
+            if lean is not None:
+                logits = lean(fed, positions, mask, cache.layers)
+            else:
+                out = model(input_ids=fed[:, None], attention_mask=mask, position_ids=positions[:, None],
+                            past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1].float()
     bar.close()
