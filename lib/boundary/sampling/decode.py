@@ -129,28 +129,29 @@ class _BufferLayer(DynamicLayer):
     """A full-attention KV cache layer written in place into a preallocated buffer.
 
     transformers' DynamicLayer concatenates every step (copying the whole cache, O(length^2) over
-    a sample); this one writes the new column into spare capacity. `keys`/`values` stay views of
-    the valid part, so transformers code that reads them sees a normal DynamicLayer.
+    a sample); this one writes the new column into spare capacity. The buffer has room for
+    `slots` rows, of which the first `rows` are in use; `keys`/`values` stay views of the valid
+    part, so transformers code that reads them sees a normal DynamicLayer.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int, slots: int):
         super().__init__()
         b, h, n, d = keys.shape
-        # [rows, heads, capacity, head dim]; never read beyond column n, so left uninitialized
-        self.kbuf = keys.new_empty((b, h, capacity, d))
-        self.vbuf = values.new_empty((b, h, capacity, values.shape[3]))
-        self.kbuf[:, :, :n], self.vbuf[:, :, :n] = keys, values
-        self.n = n  # columns in use
+        # [slots, heads, capacity, head dim]; never read beyond row `rows` or column `n`, so left uninitialized
+        self.kbuf = keys.new_empty((max(slots, b), h, capacity, d))
+        self.vbuf = values.new_empty((max(slots, b), h, capacity, values.shape[3]))
+        self.kbuf[:b, :, :n], self.vbuf[:b, :, :n] = keys, values
+        self.rows, self.n = b, n  # rows and columns in use
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
         self._views()
 
     def _views(self) -> None:
-        self.keys, self.values = self.kbuf[:, :, :self.n], self.vbuf[:, :, :self.n]
+        self.keys, self.values = self.kbuf[:self.rows, :, :self.n], self.vbuf[:self.rows, :, :self.n]
 
     def update(self, key_states, value_states, *args, **kwargs):
         q = key_states.shape[2]
-        self.kbuf[:, :, self.n:self.n + q] = key_states
-        self.vbuf[:, :, self.n:self.n + q] = value_states
+        self.kbuf[:self.rows, :, self.n:self.n + q] = key_states
+        self.vbuf[:self.rows, :, self.n:self.n + q] = value_states
         self.n += q
         self._views()
         return self.keys, self.values
@@ -159,11 +160,17 @@ class _BufferLayer(DynamicLayer):
         return self.n
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep rows `indices` (repeats allowed), copying only the columns in use."""
-        kbuf = self.kbuf.new_empty((len(indices), *self.kbuf.shape[1:]))
-        vbuf = self.vbuf.new_empty((len(indices), *self.vbuf.shape[1:]))
-        kbuf[:, :, :self.n], vbuf[:, :, :self.n] = self.keys[indices], self.values[indices]
-        self.kbuf, self.vbuf = kbuf, vbuf
+        """Keep rows `indices` (repeats allowed, at most `slots`), copying only the columns in use."""
+        kbuf, vbuf = self.kbuf.new_empty(self.kbuf.shape), self.vbuf.new_empty(self.vbuf.shape)
+        kbuf[:len(indices), :, :self.n], vbuf[:len(indices), :, :self.n] = self.keys[indices], self.values[indices]
+        self.kbuf, self.vbuf, self.rows = kbuf, vbuf, len(indices)
+        self._views()
+
+    def copy_rows(self, src: torch.Tensor, dst: torch.Tensor, rows: int) -> None:
+        """Copy rows `src` into rows `dst` (disjoint from src), then use the first `rows` rows."""
+        self.kbuf[dst, :, :self.n] = self.kbuf[src, :, :self.n]
+        self.vbuf[dst, :, :self.n] = self.vbuf[src, :, :self.n]
+        self.rows = rows
         self._views()
 
     def drop_left(self, start: int) -> None:
@@ -217,7 +224,7 @@ def _prefill(model, prompts: list[list[int]], pad_token_id: int, extra: list[dic
 
 
 def _batch_cache(prompts: list[int], memo: dict[int, _Prefilled], lengths: torch.Tensor,
-                 capacity: int) -> DynamicCache:
+                 capacity: int, slots: int) -> DynamicCache:
     """The cache of one row per prompt in `prompts`, each left-padded with zeros to the longest."""
     width = int(lengths.max())
     layers = []
@@ -229,7 +236,7 @@ def _batch_cache(prompts: list[int], memo: dict[int, _Prefilled], lengths: torch
             kj, vj = memo[j].kv[layer]
             k[r, :, width - kj.shape[2]:] = kj[0]
             v[r, :, width - vj.shape[2]:] = vj[0]
-        layers.append(_BufferLayer(k, v, capacity))
+        layers.append(_BufferLayer(k, v, capacity, slots))
     cache = DynamicCache()
     cache.layers, cache.layer_class_to_replicate = layers, None
     return cache
@@ -322,7 +329,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
         distinct = sorted({j for j, _ in rows})  # the prompts of this batch: its first nodes
         lengths = torch.tensor([len(prompts[j]) for j in distinct], device=device)  # prompt length per node
         width = int(lengths.max())
-        cache = _batch_cache(distinct, memo, lengths, capacity=width + max_new_tokens)
+        cache = _batch_cache(distinct, memo, lengths, capacity=width + max_new_tokens, slots=len(rows))
         mask = (torch.arange(width, device=device) >= (width - lengths)[:, None]).long()  # 0 on left padding
         logits = torch.stack([memo[j].logits for j in distinct])  # [nodes, vocab]
         vocab = logits.shape[-1]
@@ -353,17 +360,42 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
                     break
                 node, tokens, row_keys, row_samples = node[live], tokens[live], row_keys[live], row_samples[live]
                 slot, generated = slot[live], generated[live]
-            # the next nodes: the distinct (node, token) pairs of the live rows, in sorted order
-            pair, node = torch.unique(node * vocab + tokens, return_inverse=True)
+            # the next nodes: the distinct (node, token) pairs of the live rows. A node's first
+            # child keeps its slot; further children (splits) take free slots, their parent's
+            # keys and values copied there; slots left without rows idle until compaction
+            pair, inverse = torch.unique(node * vocab + tokens, return_inverse=True)
             parent, fed = pair // vocab, pair % vocab
-            if len(parent) != len(mask) or bool((parent != torch.arange(len(parent), device=device)).any()):
-                cache.batch_select_indices(parent)  # splits, merges or finished nodes: the buffers follow
-                mask, lengths = mask[parent], lengths[parent]
+            first = torch.ones_like(parent, dtype=torch.bool)
+            first[1:] = parent[1:] != parent[:-1]
+            used = torch.zeros(len(mask), dtype=torch.bool, device=device)
+            used[parent] = True
+            free = (~used).nonzero()[:, 0]
+            splits = int((~first).sum())
+            grow = max(0, splits - len(free))  # new slots past the last one in use
+            if len(mask) + grow > len(rows) or len(pair) <= 0.75 * (len(mask) + grow):
+                # compaction: exactly the live nodes, in pair order (copies every row in use)
+                cache.batch_select_indices(parent)
+                mask, lengths, where = mask[parent], lengths[parent], torch.arange(len(pair), device=device)
                 start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining node
                 if start > 0:
                     mask = mask[:, start:]
                     for layer in cache.layers:
                         layer.drop_left(start)
+            else:
+                slots = torch.cat([free, torch.arange(len(mask), len(mask) + grow, device=device)])[:splits]
+                where = parent.clone()  # the slot of each pair
+                where[~first] = slots
+                if splits:
+                    src = parent[~first]
+                    if grow:  # rows past the last slot in use, filled just below
+                        mask, lengths = torch.cat([mask, mask[:1].expand(grow, -1)]), torch.cat([lengths, lengths[:1].expand(grow)])
+                    mask[slots], lengths[slots] = mask[src], lengths[src]
+                    for layer in cache.layers:
+                        layer.copy_rows(src, slots, len(mask))
+            node = where[inverse]
+            fed_slots = torch.full((len(mask),), pad_token_id, dtype=torch.long, device=device)  # idle slots: padding
+            fed_slots[where] = fed
+            fed = fed_slots
             mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=1)
             positions = lengths + step
             if lean is not None:
