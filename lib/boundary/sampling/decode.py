@@ -82,13 +82,21 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x ^ _srl(x, 31)
 
 
-def uniforms(seed: int, keys: torch.Tensor, samples: torch.Tensor, step: int) -> torch.Tensor:
-    """U[0, 1) float64 per row, a hash of (seed, problem key, sample index, step) only."""
+def streams(seed: int, keys: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Per row, the hash of (seed, problem key, sample index): the part of `uniforms` fixed over a sample."""
     h = _mix(torch.full_like(keys, _signed(seed)))
     h = _mix(h ^ keys)
-    h = _mix(h ^ samples)
-    h = _mix(h ^ step)
-    return _srl(h, 11).double() * 2.0**-53  # the top 53 bits: exactly representable
+    return _mix(h ^ samples)
+
+
+def uniforms_at(stream: torch.Tensor, step: int) -> torch.Tensor:
+    """U[0, 1) float64 per row from its `streams` hash and the step."""
+    return _srl(_mix(stream ^ step), 11).double() * 2.0**-53  # the top 53 bits: exactly representable
+
+
+def uniforms(seed: int, keys: torch.Tensor, samples: torch.Tensor, step: int) -> torch.Tensor:
+    """U[0, 1) float64 per row, a hash of (seed, problem key, sample index, step) only."""
+    return uniforms_at(streams(seed, keys, samples), step)
 
 
 def probabilities(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -338,12 +346,12 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
             if remaining[j] == 0:
                 memo.pop(j, None)  # every sample of prompt j is scheduled: free its cache
         node = torch.tensor([distinct.index(j) for j, _ in rows], device=device)  # per live row: its node
-        row_keys = torch.tensor([int(keys[j]) for j, _ in rows], dtype=torch.long, device=device)
-        row_samples = torch.tensor([i for _, i in rows], dtype=torch.long, device=device)
+        stream = streams(seed, torch.tensor([int(keys[j]) for j, _ in rows], dtype=torch.long, device=device),
+                         torch.tensor([i for _, i in rows], dtype=torch.long, device=device))  # per live row
         slot = torch.arange(len(rows), device=device)  # per live row: its position in `rows`
         generated = torch.empty((len(rows), max_new_tokens), dtype=torch.long, device=device)  # per live row
         for step in range(max_new_tokens):
-            u = uniforms(seed, row_keys, row_samples, step) if temperature > 0 else None
+            u = uniforms_at(stream, step) if temperature > 0 else None
             tokens = sample(logits, u, temperature, top_p, node)
             generated[:, step] = tokens
             stopped = torch.isin(tokens, stops) if len(stops) else torch.zeros_like(tokens, dtype=torch.bool)
@@ -358,7 +366,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
                 live = ~finished
                 if not bool(live.any()):
                     break
-                node, tokens, row_keys, row_samples = node[live], tokens[live], row_keys[live], row_samples[live]
+                node, tokens, stream = node[live], tokens[live], stream[live]
                 slot, generated = slot[live], generated[live]
             # the next nodes: the distinct (node, token) pairs of the live rows. A node's first
             # child keeps its slot; further children (splits) take free slots, their parent's

@@ -74,7 +74,9 @@ class LeanStep:
 
     @staticmethod
     def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        """RMSNorm exactly as LlamaRMSNorm (variance in float32, weight applied in the input dtype)."""
+        """RMSNorm as LlamaRMSNorm: torch's fused kernel in float32; in steps (its own order) otherwise."""
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, weight.shape, weight, eps)
         h = x.to(torch.float32)
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         return weight * h.to(x.dtype)
