@@ -7,9 +7,9 @@ and other small models sampled on CPUs; vLLM is the engine for large models on G
 
 What it computes, for one new token per row (the prompt was prefilled by the HF forward, whose
 cache the engine keeps in its in-place buffers): the embedding, then per layer RMSNorm,
-q/k/v projections (with biases where the model has them, as Qwen2), rotary embeddings from the
-model's own `rotary_emb` module and modeling `apply_rotary_pos_emb` (so rope scaling stays as
-the model defines it), the new key/value written into the buffer (`layer.update`),
+q/k/v projections (with biases where the model has them, as Qwen2), rotary embeddings with the
+cos/sin of the model's own `rotary_emb` module (so rope scaling stays as the model defines it)
+applied by the modeling code's formula, the new key/value written into the buffer (`layer.update`),
 `F.scaled_dot_product_attention` under the padding mask (grouped-query heads included),
 the output projection, RMSNorm and the SiLU-gated MLP; then the final norm and the (tied or
 untied) lm_head. No weight is copied: the step holds references to the module's parameters.
@@ -19,8 +19,6 @@ not covered (another architecture, sliding-window or non-SiLU layers, ...); the 
 the HF forward instead. tests/test_sampling_lean.py checks the logits against the HF forward.
 """
 from __future__ import annotations
-
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +57,6 @@ class LeanStep:
         cfg, inner = model.config, model.model
         self.embed = inner.embed_tokens.weight  # [vocab, hidden]
         self.rotary = inner.rotary_emb  # the model's rotary module (rope type and scaling included)
-        self.rope = sys.modules[type(inner.layers[0].self_attn).__module__].apply_rotary_pos_emb  # its modeling function
         self.norm = (inner.norm.weight, inner.norm.variance_epsilon)  # final RMSNorm (weight, eps)
         self.head = (model.lm_head.weight, model.lm_head.bias)  # lm_head, tied to embed or not
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads  # query / key-value heads
@@ -90,15 +87,20 @@ class LeanStep:
         """
         b = tokens.shape[0]
         x = F.embedding(tokens, self.embed)[:, None]  # [rows, 1, hidden]
-        cos, sin = self.rotary(x, positions[:, None])
+        cos, sin = (c[:, None] for c in self.rotary(x, positions[:, None]))  # [rows, 1, 1, head dim]
+        half = self.head_dim // 2
         keep = mask.bool()[:, None, None, :]  # [rows, 1, 1, columns]
         gqa = self.heads != self.kv_heads
         for (w1, e1, q_proj, k_proj, v_proj, o_proj, w2, e2, wg, wu, wd), cache in zip(self.layers, layers):
             h = self._rms(x, w1, e1)
-            q = F.linear(h, q_proj.weight, q_proj.bias).view(b, 1, self.heads, self.head_dim).transpose(1, 2)
-            k = F.linear(h, k_proj.weight, k_proj.bias).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = F.linear(h, v_proj.weight, v_proj.bias).view(b, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            q, k = self.rope(q, k, cos, sin)
+            q = F.linear(h, q_proj.weight, q_proj.bias).view(b, self.heads, 1, self.head_dim)
+            k = F.linear(h, k_proj.weight, k_proj.bias).view(b, self.kv_heads, 1, self.head_dim)
+            v = F.linear(h, v_proj.weight, v_proj.bias).view(b, self.kv_heads, 1, self.head_dim)
+            # rotary embedding of queries and keys together: x cos + rotate_half(x) sin, the formula
+            # of the modeling code's apply_rotary_pos_emb, in 6 tensor calls instead of 14
+            qk = torch.cat([q, k], dim=1)
+            qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
+            q, k = qk[:, :self.heads], qk[:, self.heads:]
             keys, values = cache.update(k, v)
             a = F.scaled_dot_product_attention(q, keys, values, attn_mask=keep, scale=self.scaling, enable_gqa=gqa)
             x = x + F.linear(a.transpose(1, 2).reshape(b, 1, -1), o_proj.weight, o_proj.bias)
