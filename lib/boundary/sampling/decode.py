@@ -7,20 +7,27 @@ sample depends on everything decoded before it in the same process, and it prefi
 per sample. Here:
 
 - each prompt is prefilled once (prompts of a batch together, left-padded with `pad_token_id`);
-  its KV cache is kept until all its samples have been scheduled, and copied into the decode
-  batch once per sample row (a prompt with n=1024 and batch_size=256 is still prefilled once);
+  its KV cache is kept until all its samples have been scheduled (a prompt with n=1024 and
+  batch_size=256 is still prefilled once);
 - the random number behind token t of sample i of the problem with key K is a hash of
   (seed, K, i, t) (splitmix64, an integer hash: counter-based noise), turned into a token by
   inverse-CDF sampling of the temperature / top-p distribution. No generator state is shared,
   so a sample does not depend on the batch composition, on batch_size, or on what ran before;
+- samples in the same state share its computation: the rows (samples) of a batch point to nodes,
+  one per distinct (prompt, tokens so far); a step computes each node's logits once, and each row
+  draws its own token from its node's distribution with its own uniform. The n rows of a prompt
+  start as one node; nodes split when their rows draw different tokens (the new node's keys and
+  values copied into a free slot of the buffer) and idle, fed `pad_token_id`, once no row points
+  to them, until a quarter of the slots idle and the buffer is compacted. A low-entropy model (a
+  trained miniature, greedy decoding) thus computes far fewer than n rows per step;
 - the KV cache is written in place into preallocated buffers (transformers' DynamicCache copies
-  the whole cache every step); finished rows idle on `pad_token_id` until a quarter of the batch
-  has finished, then are dropped from every tensor (compaction), so the batch shrinks as samples
-  stop; completions are yielded as they finish, so memory stays bounded by `batch_size` rows
-  whatever n is.
+  the whole cache every step); finished rows leave at once and completions are yielded as they
+  finish, so memory stays bounded by `batch_size` rows whatever n is;
+- the step itself is `boundary.sampling.lean.LeanStep` for Llama-family models (the HF forward's
+  per-call overhead dominates small models on CPUs) and the model's own forward otherwise.
 
 Exactness caveat: the noise is independent of the batch, the floating-point logits are not quite:
-a different batch shape or padding width can change a logit in its last bit. A token flips only if
+a different batch shape, padding width or node grouping can change a logit in its last bit. A token flips only if
 the uniform lands within that rounding of a CDF boundary (probability ~1e-7 per token in float32);
 the tests and benchmarks/resume check that resumed and re-batched runs agree exactly in practice.
 
