@@ -318,6 +318,51 @@ def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], sampl
         model.train(was_training)
 
 
+def _regroup(node: torch.Tensor, tokens: torch.Tensor, vocab: int, mask: torch.Tensor, lengths: torch.Tensor,
+             cache: DynamicCache, capacity: int, pad_token_id: int):
+    """The nodes of the next step: one per distinct (node, token) pair of the live rows.
+
+    node, tokens: per live row, its slot and the token it drew; mask, lengths: per slot, its
+    attention mask and prompt length; capacity: the slots the buffers hold. A node's first child
+    keeps its slot; further children (splits) take free slots, their parent's keys and values
+    copied there; slots without rows idle (fed padding) until a quarter of the slots idle or the
+    slots run out, when the buffers are compacted to exactly the live nodes.
+    Returns (per live row its slot, per slot the token to feed, mask, lengths).
+    """
+    device = node.device
+    pair, inverse = torch.unique(node * vocab + tokens, return_inverse=True)  # sorted by slot, then token
+    parent, fed = pair // vocab, pair % vocab
+    first = torch.ones_like(parent, dtype=torch.bool)  # the first child of its parent
+    first[1:] = parent[1:] != parent[:-1]
+    used = torch.zeros(len(mask), dtype=torch.bool, device=device)
+    used[parent] = True
+    free = (~used).nonzero()[:, 0]  # idle slots, reusable
+    splits = int((~first).sum())
+    grow = max(0, splits - len(free))  # new slots past the last one in use
+    if len(mask) + grow > capacity or len(pair) <= 0.75 * (len(mask) + grow):
+        cache.batch_select_indices(parent)  # compaction: copies every live row's keys and values
+        mask, lengths, where = mask[parent], lengths[parent], torch.arange(len(pair), device=device)
+        start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining node
+        if start > 0:
+            mask = mask[:, start:]
+            for layer in cache.layers:
+                layer.drop_left(start)
+    else:
+        where = parent.clone()  # the slot of each pair
+        if splits:
+            slots = torch.cat([free, torch.arange(len(mask), len(mask) + grow, device=device)])[:splits]
+            where[~first] = slots
+            src = parent[~first]
+            if grow:  # rows past the last slot in use, filled just below
+                mask, lengths = torch.cat([mask, mask[:1].expand(grow, -1)]), torch.cat([lengths, lengths[:1].expand(grow)])
+            mask[slots], lengths[slots] = mask[src], lengths[src]
+            for layer in cache.layers:
+                layer.copy_rows(src, slots, len(mask))
+    feed = torch.full((len(mask),), pad_token_id, dtype=torch.long, device=device)  # idle slots: padding
+    feed[where] = fed
+    return where[inverse], feed, mask, lengths
+
+
 def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens, stop_token_ids,
             pad_token_id, batch_size, extra, progress) -> Iterator[Completion]:
     """The decoding loop of `generate` (arguments as there, already checked).
@@ -326,9 +371,8 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
     that have drawn the same tokens so far share one node, whose logits are computed once per
     step (at step 0 a prompt's n rows are one node; greedy decoding never splits it). Each row
     draws its own token from its node's distribution with its own uniform, so a sample is the
-    one it would be alone; the nodes of the next step are the distinct (node, token) pairs, and
-    the KV buffers follow them (copied only when the set of nodes changes). Finished rows leave
-    at once; nodes without rows leave with them.
+    one it would be alone; the nodes of the next step are the distinct (node, token) pairs
+    (`_regroup`). Finished rows leave at once.
     """
     device = model.device
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
@@ -375,42 +419,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
                     break
                 node, tokens, stream = node[live], tokens[live], stream[live]
                 slot, generated = slot[live], generated[live]
-            # the next nodes: the distinct (node, token) pairs of the live rows. A node's first
-            # child keeps its slot; further children (splits) take free slots, their parent's
-            # keys and values copied there; slots left without rows idle until compaction
-            pair, inverse = torch.unique(node * vocab + tokens, return_inverse=True)
-            parent, fed = pair // vocab, pair % vocab
-            first = torch.ones_like(parent, dtype=torch.bool)
-            first[1:] = parent[1:] != parent[:-1]
-            used = torch.zeros(len(mask), dtype=torch.bool, device=device)
-            used[parent] = True
-            free = (~used).nonzero()[:, 0]
-            splits = int((~first).sum())
-            grow = max(0, splits - len(free))  # new slots past the last one in use
-            if len(mask) + grow > len(rows) or len(pair) <= 0.75 * (len(mask) + grow):
-                # compaction: exactly the live nodes, in pair order (copies every row in use)
-                cache.batch_select_indices(parent)
-                mask, lengths, where = mask[parent], lengths[parent], torch.arange(len(pair), device=device)
-                start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining node
-                if start > 0:
-                    mask = mask[:, start:]
-                    for layer in cache.layers:
-                        layer.drop_left(start)
-            else:
-                slots = torch.cat([free, torch.arange(len(mask), len(mask) + grow, device=device)])[:splits]
-                where = parent.clone()  # the slot of each pair
-                where[~first] = slots
-                if splits:
-                    src = parent[~first]
-                    if grow:  # rows past the last slot in use, filled just below
-                        mask, lengths = torch.cat([mask, mask[:1].expand(grow, -1)]), torch.cat([lengths, lengths[:1].expand(grow)])
-                    mask[slots], lengths[slots] = mask[src], lengths[src]
-                    for layer in cache.layers:
-                        layer.copy_rows(src, slots, len(mask))
-            node = where[inverse]
-            fed_slots = torch.full((len(mask),), pad_token_id, dtype=torch.long, device=device)  # idle slots: padding
-            fed_slots[where] = fed
-            fed = fed_slots
+            node, fed, mask, lengths = _regroup(node, tokens, vocab, mask, lengths, cache, len(rows), pad_token_id)
             mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=1)
             positions = lengths + step
             if lean is not None:
