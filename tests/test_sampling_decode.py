@@ -227,3 +227,18 @@ def test_prefill_extra_feeds_a_vision_language_model():
     assert [c for c in together if c[0] == 0] == alone[0]
     with pytest.raises(ValueError, match="extra has 1 entries for 2 prompts"):
         list(generate(vlm, [prompt, prompt], [1, 2], [[0], [0]], seed=0, extra=[{"pixel_values": img[0]}]))
+
+
+def test_rows_in_the_same_state_are_computed_once(model, monkeypatch):
+    """Greedy samples of one prompt never split: each step computes one row, whatever n; sampled
+    rows split into nodes, never more than batch_size of them (the memory bound)."""
+    from boundary.sampling.lean import LeanStep
+
+    computed = []  # rows fed to each decode step
+    step = LeanStep.__call__
+    monkeypatch.setattr(LeanStep, "__call__", lambda self, tokens, *a: computed.append(len(tokens)) or step(self, tokens, *a))
+    run(model, prompts=[PROMPTS[0]], keys=[0], samples=[range(8)], temperature=0.0, stop_token_ids=[], max_new_tokens=10)
+    assert computed == [1] * 9  # the last token needs no forward
+    computed.clear()
+    run(model, samples=[range(6)] * 3, batch_size=5, stop_token_ids=[], max_new_tokens=12)
+    assert max(computed) <= 5 and max(computed) > 1

@@ -33,7 +33,8 @@ from boundary.miniature import heldout, pretrain, rl, task, teacher, train
 from boundary.miniature import tokenizer as tk
 
 SOURCES = sorted((ROOT / "lib" / "boundary" / "miniature").glob("*.py")) + [
-    ROOT / "lib" / "boundary" / "sampling" / "decode.py"]  # code whose change rebuilds everything
+    ROOT / "lib" / "boundary" / "sampling" / "decode.py",
+    ROOT / "lib" / "boundary" / "sampling" / "lean.py"]  # code whose change rebuilds everything (rollouts decode with both)
 
 
 def task_params(cfg: config.Miniature) -> task.TaskParams:

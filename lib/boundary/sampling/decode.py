@@ -7,20 +7,27 @@ sample depends on everything decoded before it in the same process, and it prefi
 per sample. Here:
 
 - each prompt is prefilled once (prompts of a batch together, left-padded with `pad_token_id`);
-  its KV cache is kept until all its samples have been scheduled, and copied into the decode
-  batch once per sample row (a prompt with n=1024 and batch_size=256 is still prefilled once);
+  its KV cache is kept until all its samples have been scheduled (a prompt with n=1024 and
+  batch_size=256 is still prefilled once);
 - the random number behind token t of sample i of the problem with key K is a hash of
   (seed, K, i, t) (splitmix64, an integer hash: counter-based noise), turned into a token by
   inverse-CDF sampling of the temperature / top-p distribution. No generator state is shared,
   so a sample does not depend on the batch composition, on batch_size, or on what ran before;
+- samples in the same state share its computation: the rows (samples) of a batch point to nodes,
+  one per distinct (prompt, tokens so far); a step computes each node's logits once, and each row
+  draws its own token from its node's distribution with its own uniform. The n rows of a prompt
+  start as one node; nodes split when their rows draw different tokens (the new node's keys and
+  values copied into a free slot of the buffer) and idle, fed `pad_token_id`, once no row points
+  to them, until a quarter of the slots idle and the buffer is compacted. A low-entropy model (a
+  trained miniature, greedy decoding) thus computes far fewer than n rows per step;
 - the KV cache is written in place into preallocated buffers (transformers' DynamicCache copies
-  the whole cache every step); finished rows idle on `pad_token_id` until a quarter of the batch
-  has finished, then are dropped from every tensor (compaction), so the batch shrinks as samples
-  stop; completions are yielded as they finish, so memory stays bounded by `batch_size` rows
-  whatever n is.
+  the whole cache every step); finished rows leave at once and completions are yielded as they
+  finish, so memory stays bounded by `batch_size` rows whatever n is;
+- the step itself is `boundary.sampling.lean.LeanStep` for Llama-family models (the HF forward's
+  per-call overhead dominates small models on CPUs) and the model's own forward otherwise.
 
 Exactness caveat: the noise is independent of the batch, the floating-point logits are not quite:
-a different batch shape or padding width can change a logit in its last bit. A token flips only if
+a different batch shape, padding width or node grouping can change a logit in its last bit. A token flips only if
 the uniform lands within that rounding of a CDF boundary (probability ~1e-7 per token in float32);
 the tests and benchmarks/resume check that resumed and re-batched runs agree exactly in practice.
 
@@ -39,6 +46,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from boundary import quiet
+from boundary.sampling.lean import LeanStep, unsupported
 
 
 @dataclass(frozen=True)
@@ -81,13 +89,21 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x ^ _srl(x, 31)
 
 
-def uniforms(seed: int, keys: torch.Tensor, samples: torch.Tensor, step: int) -> torch.Tensor:
-    """U[0, 1) float64 per row, a hash of (seed, problem key, sample index, step) only."""
+def streams(seed: int, keys: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Per row, the hash of (seed, problem key, sample index): the part of `uniforms` fixed over a sample."""
     h = _mix(torch.full_like(keys, _signed(seed)))
     h = _mix(h ^ keys)
-    h = _mix(h ^ samples)
-    h = _mix(h ^ step)
-    return _srl(h, 11).double() * 2.0**-53  # the top 53 bits: exactly representable
+    return _mix(h ^ samples)
+
+
+def uniforms_at(stream: torch.Tensor, step: int) -> torch.Tensor:
+    """U[0, 1) float64 per row from its `streams` hash and the step."""
+    return _srl(_mix(stream ^ step), 11).double() * 2.0**-53  # the top 53 bits: exactly representable
+
+
+def uniforms(seed: int, keys: torch.Tensor, samples: torch.Tensor, step: int) -> torch.Tensor:
+    """U[0, 1) float64 per row, a hash of (seed, problem key, sample index, step) only."""
+    return uniforms_at(streams(seed, keys, samples), step)
 
 
 def probabilities(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -106,11 +122,18 @@ def probabilities(logits: torch.Tensor, temperature: float, top_p: float) -> tor
     return probs
 
 
-def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Next token per row: argmax if temperature is 0, else inverse-CDF sampling with uniforms `u`."""
+def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float,
+           node: torch.Tensor | None = None) -> torch.Tensor:
+    """Next token per row: argmax if temperature is 0, else inverse-CDF sampling with uniforms `u`.
+
+    node: per row, the row of `logits` it draws from (rows in the same state share one logits
+    row); None when logits has one row per row.
+    """
     if temperature == 0:
-        return logits.argmax(-1)
+        best = logits.argmax(-1)
+        return best if node is None else best[node]
     cdf = probabilities(logits, temperature, top_p).cumsum(-1)
+    cdf = cdf if node is None else cdf[node]
     # token k is drawn iff cdf[k-1] <= u * total < cdf[k]: probability p_k, never a zero-mass token
     idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
     return idx.clamp_(max=cdf.shape[-1] - 1)
@@ -121,27 +144,29 @@ class _BufferLayer(DynamicLayer):
     """A full-attention KV cache layer written in place into a preallocated buffer.
 
     transformers' DynamicLayer concatenates every step (copying the whole cache, O(length^2) over
-    a sample); this one writes the new column into spare capacity. `keys`/`values` stay views of
-    the valid part, so transformers code that reads them sees a normal DynamicLayer.
+    a sample); this one writes the new column into spare capacity. The buffer has room for
+    `slots` rows, of which the first `rows` are in use; `keys`/`values` stay views of the valid
+    part, so transformers code that reads them sees a normal DynamicLayer.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int, slots: int):
         super().__init__()
         b, h, n, d = keys.shape
-        self.kbuf = keys.new_zeros((b, h, capacity, d))  # [rows, heads, capacity, head dim]
-        self.vbuf = values.new_zeros((b, h, capacity, values.shape[3]))
-        self.kbuf[:, :, :n], self.vbuf[:, :, :n] = keys, values
-        self.n = n  # columns in use
+        # [slots, heads, capacity, head dim]; never read beyond row `rows` or column `n`, so left uninitialized
+        self.kbuf = keys.new_empty((max(slots, b), h, capacity, d))
+        self.vbuf = values.new_empty((max(slots, b), h, capacity, values.shape[3]))
+        self.kbuf[:b, :, :n], self.vbuf[:b, :, :n] = keys, values
+        self.rows, self.n = b, n  # rows and columns in use
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
         self._views()
 
     def _views(self) -> None:
-        self.keys, self.values = self.kbuf[:, :, :self.n], self.vbuf[:, :, :self.n]
+        self.keys, self.values = self.kbuf[:self.rows, :, :self.n], self.vbuf[:self.rows, :, :self.n]
 
     def update(self, key_states, value_states, *args, **kwargs):
         q = key_states.shape[2]
-        self.kbuf[:, :, self.n:self.n + q] = key_states
-        self.vbuf[:, :, self.n:self.n + q] = value_states
+        self.kbuf[:self.rows, :, self.n:self.n + q] = key_states
+        self.vbuf[:self.rows, :, self.n:self.n + q] = value_states
         self.n += q
         self._views()
         return self.keys, self.values
@@ -150,7 +175,17 @@ class _BufferLayer(DynamicLayer):
         return self.n
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+        """Keep rows `indices` (repeats allowed, at most `slots`), copying only the columns in use."""
+        kbuf, vbuf = self.kbuf.new_empty(self.kbuf.shape), self.vbuf.new_empty(self.vbuf.shape)
+        kbuf[:len(indices), :, :self.n], vbuf[:len(indices), :, :self.n] = self.keys[indices], self.values[indices]
+        self.kbuf, self.vbuf, self.rows = kbuf, vbuf, len(indices)
+        self._views()
+
+    def copy_rows(self, src: torch.Tensor, dst: torch.Tensor, rows: int) -> None:
+        """Copy rows `src` into rows `dst` (disjoint from src), then use the first `rows` rows."""
+        self.kbuf[dst, :, :self.n] = self.kbuf[src, :, :self.n]
+        self.vbuf[dst, :, :self.n] = self.vbuf[src, :, :self.n]
+        self.rows = rows
         self._views()
 
     def drop_left(self, start: int) -> None:
@@ -203,22 +238,20 @@ def _prefill(model, prompts: list[list[int]], pad_token_id: int, extra: list[dic
             for r, p in enumerate(prompts)]
 
 
-def _batch_cache(rows: list[tuple[int, int]], memo: dict[int, _Prefilled], lengths: torch.Tensor,
-                 capacity: int) -> DynamicCache:
-    """The decode batch's cache: each row gets its prompt's cache, left-padded with zeros."""
+def _batch_cache(prompts: list[int], memo: dict[int, _Prefilled], lengths: torch.Tensor,
+                 capacity: int, slots: int) -> DynamicCache:
+    """The cache of one row per prompt in `prompts`, each left-padded with zeros to the longest."""
     width = int(lengths.max())
-    distinct = sorted({j for j, _ in rows})
-    row_of = {j: torch.tensor([r for r, (jj, _) in enumerate(rows) if jj == j], device=lengths.device) for j in distinct}
     layers = []
-    for layer in range(len(memo[distinct[0]].kv)):
-        k0, v0 = memo[distinct[0]].kv[layer]
-        k = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[3]))
-        v = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[3]))
-        for j in distinct:
+    for layer in range(len(memo[prompts[0]].kv)):
+        k0, v0 = memo[prompts[0]].kv[layer]
+        k = k0.new_zeros((len(prompts), k0.shape[1], width, k0.shape[3]))
+        v = v0.new_zeros((len(prompts), v0.shape[1], width, v0.shape[3]))
+        for r, j in enumerate(prompts):
             kj, vj = memo[j].kv[layer]
-            k[row_of[j], :, width - kj.shape[2]:] = kj
-            v[row_of[j], :, width - vj.shape[2]:] = vj
-        layers.append(_BufferLayer(k, v, capacity))
+            k[r, :, width - kj.shape[2]:] = kj[0]
+            v[r, :, width - vj.shape[2]:] = vj[0]
+        layers.append(_BufferLayer(k, v, capacity, slots))
     cache = DynamicCache()
     cache.layers, cache.layer_class_to_replicate = layers, None
     return cache
@@ -285,11 +318,65 @@ def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], sampl
         model.train(was_training)
 
 
+def _regroup(node: torch.Tensor, tokens: torch.Tensor, vocab: int, mask: torch.Tensor, lengths: torch.Tensor,
+             cache: DynamicCache, capacity: int, pad_token_id: int):
+    """The nodes of the next step: one per distinct (node, token) pair of the live rows.
+
+    node, tokens: per live row, its slot and the token it drew; mask, lengths: per slot, its
+    attention mask and prompt length; capacity: the slots the buffers hold. A node's first child
+    keeps its slot; further children (splits) take free slots, their parent's keys and values
+    copied there; slots without rows idle (fed padding) until a quarter of the slots idle or the
+    slots run out, when the buffers are compacted to exactly the live nodes.
+    Returns (per live row its slot, per slot the token to feed, mask, lengths).
+    """
+    device = node.device
+    pair, inverse = torch.unique(node * vocab + tokens, return_inverse=True)  # sorted by slot, then token
+    parent, fed = pair // vocab, pair % vocab
+    first = torch.ones_like(parent, dtype=torch.bool)  # the first child of its parent
+    first[1:] = parent[1:] != parent[:-1]
+    used = torch.zeros(len(mask), dtype=torch.bool, device=device)
+    used[parent] = True
+    free = (~used).nonzero()[:, 0]  # idle slots, reusable
+    splits = int((~first).sum())
+    grow = max(0, splits - len(free))  # new slots past the last one in use
+    if len(mask) + grow > capacity or len(pair) <= 0.75 * (len(mask) + grow):
+        cache.batch_select_indices(parent)  # compaction: copies every live row's keys and values
+        mask, lengths, where = mask[parent], lengths[parent], torch.arange(len(pair), device=device)
+        start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining node
+        if start > 0:
+            mask = mask[:, start:]
+            for layer in cache.layers:
+                layer.drop_left(start)
+    else:
+        where = parent.clone()  # the slot of each pair
+        if splits:
+            slots = torch.cat([free, torch.arange(len(mask), len(mask) + grow, device=device)])[:splits]
+            where[~first] = slots
+            src = parent[~first]
+            if grow:  # rows past the last slot in use, filled just below
+                mask, lengths = torch.cat([mask, mask[:1].expand(grow, -1)]), torch.cat([lengths, lengths[:1].expand(grow)])
+            mask[slots], lengths[slots] = mask[src], lengths[src]
+            for layer in cache.layers:
+                layer.copy_rows(src, slots, len(mask))
+    feed = torch.full((len(mask),), pad_token_id, dtype=torch.long, device=device)  # idle slots: padding
+    feed[where] = fed
+    return where[inverse], feed, mask, lengths
+
+
 def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens, stop_token_ids,
             pad_token_id, batch_size, extra, progress) -> Iterator[Completion]:
-    """The decoding loop of `generate` (arguments as there, already checked)."""
+    """The decoding loop of `generate` (arguments as there, already checked).
+
+    Rows (samples) and nodes (distinct decoding states) are kept apart: rows of the same prompt
+    that have drawn the same tokens so far share one node, whose logits are computed once per
+    step (at step 0 a prompt's n rows are one node; greedy decoding never splits it). Each row
+    draws its own token from its node's distribution with its own uniform, so a sample is the
+    one it would be alone; the nodes of the next step are the distinct (node, token) pairs
+    (`_regroup`). Finished rows leave at once.
+    """
     device = model.device
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
+    lean = None if unsupported(model) else LeanStep(model)  # the lean step where it covers the model, else HF forward
     memo: dict[int, _Prefilled] = {}  # prefilled prompts with samples still to schedule
     remaining = [len(idx) for idx in samples]  # samples of each prompt not yet scheduled
     bar = tqdm(total=sum(remaining), desc="decode", unit="sample", **quiet(progress))
@@ -298,52 +385,47 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
         if fresh:
             memo.update(zip(fresh, _prefill(model, [list(prompts[j]) for j in fresh], pad_token_id,
                                             None if extra is None else [extra[j] for j in fresh])))
-        lengths = torch.tensor([len(prompts[j]) for j, _ in rows], device=device)  # prompt length per row
+        distinct = sorted({j for j, _ in rows})  # the prompts of this batch: its first nodes
+        lengths = torch.tensor([len(prompts[j]) for j in distinct], device=device)  # prompt length per node
         width = int(lengths.max())
-        cache = _batch_cache(rows, memo, lengths, capacity=width + max_new_tokens)
+        cache = _batch_cache(distinct, memo, lengths, capacity=width + max_new_tokens, slots=len(rows))
         mask = (torch.arange(width, device=device) >= (width - lengths)[:, None]).long()  # 0 on left padding
-        logits = torch.stack([memo[j].logits for j, _ in rows])
+        logits = torch.stack([memo[j].logits for j in distinct])  # [nodes, vocab]
+        vocab = logits.shape[-1]
         for j, _ in rows:
             remaining[j] -= 1
             if remaining[j] == 0:
                 memo.pop(j, None)  # every sample of prompt j is scheduled: free its cache
-        row_keys = torch.tensor([int(keys[j]) for j, _ in rows], dtype=torch.long, device=device)
-        row_samples = torch.tensor([i for _, i in rows], dtype=torch.long, device=device)
-        slot = list(range(len(rows)))  # the position in `rows` of each batch row
-        done = [False] * len(rows)  # per batch row: finished (kept, fed padding, until compaction)
-        generated: list[list[int]] = [[] for _ in rows]
+        node = torch.tensor([distinct.index(j) for j, _ in rows], device=device)  # per live row: its node
+        stream = streams(seed, torch.tensor([int(keys[j]) for j, _ in rows], dtype=torch.long, device=device),
+                         torch.tensor([i for _, i in rows], dtype=torch.long, device=device))  # per live row
+        slot = torch.arange(len(rows), device=device)  # per live row: its position in `rows`
+        generated = torch.empty((len(rows), max_new_tokens), dtype=torch.long, device=device)  # per live row
         for step in range(max_new_tokens):
-            u = uniforms(seed, row_keys, row_samples, step) if temperature > 0 else None
-            tokens = sample(logits, u, temperature, top_p)
-            stopped = torch.isin(tokens, stops).tolist() if len(stops) else [False] * len(slot)
-            for b, (tok, stop) in enumerate(zip(tokens.tolist(), stopped)):
-                if done[b]:
-                    continue
-                r = slot[b]
-                if not stop:
-                    generated[r].append(tok)
-                if stop or step == max_new_tokens - 1:
-                    done[b] = True
+            u = uniforms_at(stream, step) if temperature > 0 else None
+            tokens = sample(logits, u, temperature, top_p, node)
+            generated[:, step] = tokens
+            stopped = (tokens[:, None] == stops).any(-1)  # torch.isin is slower on a few stop ids
+            finished = stopped | (step == max_new_tokens - 1)
+            if bool(finished.any()):
+                for b, stop in zip(finished.nonzero()[:, 0].tolist(), stopped[finished].tolist()):
+                    r = int(slot[b])
                     bar.update(1)
-                    yield Completion(prompt=rows[r][0], sample=rows[r][1], tokens=generated[r],
+                    yield Completion(prompt=rows[r][0], sample=rows[r][1],
+                                     tokens=generated[b, :step + (not stop)].tolist(),
                                      finish_reason="stop" if stop else "length")
-            live = [b for b, d in enumerate(done) if not d]
-            if not live:
-                break
-            if len(live) <= 0.75 * len(slot):  # compaction: drop finished rows from every per-row tensor
-                sel = torch.tensor(live, device=device)
-                cache.batch_select_indices(sel)
-                mask, lengths, tokens = mask[sel], lengths[sel], tokens[sel]
-                row_keys, row_samples = row_keys[sel], row_samples[sel]
-                slot, done = [slot[b] for b in live], [False] * len(live)
-                start = int(mask.any(0).long().argmax())  # columns that are padding in every remaining row
-                if start > 0:
-                    mask = mask[:, start:]
-                    for layer in cache.layers:
-                        layer.drop_left(start)
-            tokens = tokens.masked_fill(torch.tensor(done, device=device), pad_token_id)  # finished rows idle
-            mask = torch.cat([mask, mask.new_ones((len(slot), 1))], dim=1)
-            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
-                        past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1].float()
+                live = ~finished
+                if not bool(live.any()):
+                    break
+                node, tokens, stream = node[live], tokens[live], stream[live]
+                slot, generated = slot[live], generated[live]
+            node, fed, mask, lengths = _regroup(node, tokens, vocab, mask, lengths, cache, len(rows), pad_token_id)
+            mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=1)
+            positions = lengths + step
+            if lean is not None:
+                logits = lean(fed, positions, mask, cache.layers)
+            else:
+                out = model(input_ids=fed[:, None], attention_mask=mask, position_ids=positions[:, None],
+                            past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1].float()
     bar.close()
