@@ -61,6 +61,7 @@ class Model(Strict):
     path: str  # hub id ("Qwen/Qwen2.5-7B") or folder relative to the repository root
     revision: str | None = None  # hub revision (commit or tag); None: the default branch
     template: str = "qwen-boxed"  # prompt template (boundary.tasks); the same for a base/RL pair
+    modality: Literal["text", "vision"] = "text"  # vision: a vision-language model, sampled on the visual benchmarks only
 
 
 class Benchmark(Strict):
@@ -91,6 +92,7 @@ class PassK(Strict):
     """Settings of the pass@k analysis (notebook 03)."""
 
     pair: tuple[str, str] = ("base", "rl")  # (reference, treated) model labels compared pairwise
+    visual_pair: tuple[str, str] | None = None  # the vision-language (reference, treated) of notebook 05; None: `pair`
     bootstrap: int = Field(1000, ge=10)  # bootstrap resamples over problems for the CIs
     ci: float = Field(0.95, gt=0.0, lt=1.0)  # confidence level of every interval
     coverage_k: int | None = Field(None, ge=1)  # k of the coverage table (None: the largest k)
