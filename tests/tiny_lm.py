@@ -67,7 +67,7 @@ IMAGE_TOKEN = 39  # the tiny LLaVA's image placeholder id (the last of tiny_llam
 
 
 def tiny_llava(seed: int = 0, image: int = 16, patch: int = 8, vocab: int = 40, image_token: int = IMAGE_TOKEN,
-               hidden: int = 64):
+               hidden: int = 64, scale: float = 10.0):
     """A random LlavaForConditionalGeneration (CLIP vision tower, Llama decoder, vocab 40) in eval mode.
 
     A `image` x `image` picture gives (image / patch)^2 patch features plus CLIP's class feature,
@@ -83,16 +83,16 @@ def tiny_llava(seed: int = 0, image: int = 16, patch: int = 8, vocab: int = 40, 
                       vision_feature_select_strategy="full", vision_feature_layer=-1,
                       projector_hidden_act="gelu", image_seq_length=(image // patch) ** 2 + 1)
     model = LlavaForConditionalGeneration(cfg).eval()
-    with torch.no_grad():  # peaked distributions, as tiny_llama's
+    with torch.no_grad():  # peaked distributions, as tiny_llama's (`scale`: how peaked)
         for p in model.parameters():
-            p.mul_(10) if p.dim() > 1 else None
+            p.mul_(scale) if p.dim() > 1 else None
     return model
 
 
 # The tiny LLaVA checkpoint's chat template: content lists, an image item becomes the <image> placeholder.
 LLAVA_CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {% if m['content'] is string %}"
                        "{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
-                       "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}"
+                       "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}"
                        "{% if add_generation_prompt %}assistant: {% endif %}")
 
 
@@ -111,19 +111,16 @@ def tiny_llava_processor(image: int = 16, patch: int = 8):
                           chat_template=LLAVA_CHAT_TEMPLATE)
 
 
-def save_tiny_llava(folder, seed: int = 0, eos_boost: float = 0.0):
+def save_tiny_llava(folder, seed: int = 0, scale: float = 2.0):
     """Save a random tiny LLaVA (text width 128, head_dim 32 as vLLM's CPU attention needs) with its
-    processor as a Hugging Face checkpoint folder; return the folder. eos_boost as save_tiny_checkpoint."""
+    processor as a Hugging Face checkpoint folder; return the folder. `scale` (weights x scale) is
+    smaller than tiny_llava's default: samples of one prompt vary, yet the image still matters."""
     from pathlib import Path
 
     processor = tiny_llava_processor()
     tok = processor.tokenizer
-    model = tiny_llava(seed, vocab=len(tok), image_token=tok.convert_tokens_to_ids("<image>"), hidden=128)
-    if eos_boost:
-        lm = model.lm_head if hasattr(model, "lm_head") else model.get_output_embeddings()
-        norm = model.model.language_model.norm
-        with torch.no_grad():
-            lm.weight[tok.eos_token_id] += eos_boost * norm.weight / 128
+    model = tiny_llava(seed, vocab=len(tok), image_token=tok.convert_tokens_to_ids("<image>"), hidden=128,
+                       scale=scale)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     folder = Path(folder)
