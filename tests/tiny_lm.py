@@ -117,6 +117,8 @@ def save_tiny_llava(folder, seed: int = 0, scale: float = 2.0):
     smaller than tiny_llava's default: samples of one prompt vary, yet the image still matters."""
     from pathlib import Path
 
+    from boundary.sampling.backends import vllm_layout
+
     processor = tiny_llava_processor()
     tok = processor.tokenizer
     model = tiny_llava(seed, vocab=len(tok), image_token=tok.convert_tokens_to_ids("<image>"), hidden=128,
@@ -126,4 +128,5 @@ def save_tiny_llava(folder, seed: int = 0, scale: float = 2.0):
     folder = Path(folder)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    vllm_layout(folder)  # the hub's key layout, which vLLM loads (transformers loads either)
     return folder

@@ -155,6 +155,42 @@ def check_images(requests: Sequence[Request], vision: bool, model: str) -> None:
                              "(a visual benchmark needs a vision-language model)")
 
 
+VISION_PREFIX = "vision_tower."  # a LLaVA checkpoint's vision tower keys as transformers 5 saves them
+HUB_VISION_PREFIX = "vision_tower.vision_model."  # the same keys as hub LLaVA checkpoints (and vLLM 0.32) name them
+
+
+def vllm_layout_needed(path: Path) -> bool:
+    """Whether a safetensors file holds vision tower keys in transformers 5's layout (see vllm_layout)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return any(k.startswith(VISION_PREFIX) and not k.startswith(HUB_VISION_PREFIX) for k in f.keys())
+
+
+def vllm_layout(folder: str | Path) -> bool:
+    """Rewrite a LLaVA checkpoint saved by transformers 5 (`vision_tower.embeddings...`) to the hub layout
+    (`vision_tower.vision_model.embeddings...`) that vLLM 0.32 loads; transformers loads both alike.
+    Returns whether anything changed. Each safetensors file is replaced atomically (temp file + rename)."""
+    import os
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    changed = False
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        if not vllm_layout_needed(path):
+            continue
+        with safe_open(str(path), "pt") as f:
+            keys, metadata = list(f.keys()), f.metadata()
+            tensors = {(HUB_VISION_PREFIX + k[len(VISION_PREFIX):] if k.startswith(VISION_PREFIX)
+                        and not k.startswith(HUB_VISION_PREFIX) else k): f.get_tensor(k) for k in keys}
+        tmp = path.with_name(f".tmp-{path.name}")
+        save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
+        os.replace(tmp, path)
+        changed = True
+    return changed
+
+
 def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
     """The end-of-sequence ids: the tokenizer's and the model's generation config's (either may be a list)."""
     ids = set()
@@ -244,6 +280,10 @@ class VLLMBackend:
             raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine "
                               "(or `make test-vllm` for the CPU build)") from e
         self.version = vllm.__version__  # recorded with every sample
+        local = Path(resolve(model))
+        if local.is_dir() and any(vllm_layout_needed(p) for p in local.glob("*.safetensors")):
+            raise ValueError(f"{model}: a LLaVA checkpoint in transformers 5's key layout (vision_tower.embeddings...), "
+                             "which vLLM 0.32 cannot load: run boundary.sampling.backends.vllm_layout(folder) on it once")
         self.chunk = chunk  # requests per LLM.generate call: the granularity of streaming to the store
         self.llm = vllm.LLM(model=resolve(model), revision=revision, tensor_parallel_size=tensor_parallel_size,
                             dtype=dtype, enable_prefix_caching=True, seed=0, **engine_args)
