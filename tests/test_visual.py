@@ -215,24 +215,29 @@ def test_perplexity_of_stored_visual_samples(vlm, tmp_path):
         perplexity.of_samples(vlm, "chat-image", probs, samples.assign(problem_id="elsewhere/1"))
 
 
-def test_vllm_layout_renames_vision_keys_and_transformers_loads_both(tmp_path):
+def test_vllm_view_renames_vision_keys_and_transformers_loads_both(tmp_path):
     """transformers 5 saves a LLaVA's vision tower as `vision_tower.*`; vLLM 0.32 loads the hub layout
-    `vision_tower.vision_model.*`. The rewrite keeps every tensor, and the model computes the same."""
+    `vision_tower.vision_model.*`. The view rewrites the weights beside links to the other files, keeps
+    every tensor (the model computes the same), and leaves the checkpoint as it was."""
     from safetensors import safe_open
     from tiny_lm import tiny_llava, tiny_llava_processor
     from transformers import AutoModelForImageTextToText
 
-    from boundary.sampling.backends import vllm_layout
+    from boundary.sampling.backends import vllm_layout_needed, vllm_view
+    from boundary.store import folder_sha256
 
     tok = tiny_llava_processor().tokenizer
-    tiny_llava(vocab=len(tok), image_token=tok.convert_tokens_to_ids("<image>")).save_pretrained(tmp_path)
-    before = AutoModelForImageTextToText.from_pretrained(tmp_path)
-    assert vllm_layout(tmp_path) and not vllm_layout(tmp_path)  # rewritten once, then already in place
-    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+    ckpt, view = tmp_path / "ckpt", tmp_path / "view"
+    view.mkdir()
+    tiny_llava(vocab=len(tok), image_token=tok.convert_tokens_to_ids("<image>")).save_pretrained(ckpt)
+    before = folder_sha256(ckpt)
+    assert vllm_view(ckpt, view) == view and folder_sha256(ckpt) == before
+    assert vllm_layout_needed(ckpt / "model.safetensors") and not vllm_layout_needed(view / "model.safetensors")
+    assert (view / "config.json").is_symlink() and not (view / "model.safetensors").is_symlink()
+    with safe_open(str(view / "model.safetensors"), "pt") as f:
         keys = list(f.keys())
     assert any(k.startswith("vision_tower.vision_model.embeddings") for k in keys)
-    assert not any(k.startswith("vision_tower.embeddings") for k in keys)
-    after = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    assert vllm_view(view, tmp_path) == view  # already in the hub layout: used as it is
     ids, pixels = torch.tensor([[1] + [99] * 5 + [7, 8]]), torch.rand(1, 3, 16, 16)
-    torch.testing.assert_close(before(input_ids=ids, pixel_values=pixels).logits,
-                               after(input_ids=ids, pixel_values=pixels).logits)
+    logits = [AutoModelForImageTextToText.from_pretrained(d)(input_ids=ids, pixel_values=pixels).logits for d in (ckpt, view)]
+    torch.testing.assert_close(*logits)

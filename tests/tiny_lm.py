@@ -113,11 +113,10 @@ def tiny_llava_processor(image: int = 16, patch: int = 8):
 
 def save_tiny_llava(folder, seed: int = 0, scale: float = 2.0):
     """Save a random tiny LLaVA (text width 128, head_dim 32 as vLLM's CPU attention needs) with its
-    processor as a Hugging Face checkpoint folder; return the folder. `scale` (weights x scale) is
+    processor as a Hugging Face checkpoint folder, in transformers 5's key layout (VLLMBackend loads
+    it through a hub-layout view); return the folder. `scale` (weights x scale) is
     smaller than tiny_llava's default: samples of one prompt vary, yet the image still matters."""
     from pathlib import Path
-
-    from boundary.sampling.backends import vllm_layout
 
     processor = tiny_llava_processor()
     tok = processor.tokenizer
@@ -128,5 +127,4 @@ def save_tiny_llava(folder, seed: int = 0, scale: float = 2.0):
     folder = Path(folder)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    vllm_layout(folder)  # the hub's key layout, which vLLM loads (transformers loads either)
     return folder

@@ -159,36 +159,68 @@ VISION_PREFIX = "vision_tower."  # a LLaVA checkpoint's vision tower keys as tra
 HUB_VISION_PREFIX = "vision_tower.vision_model."  # the same keys as hub LLaVA checkpoints (and vLLM 0.32) name them
 
 
+def _hub_key(key: str) -> str:
+    """A weight name in the hub layout (see vllm_layout)."""
+    if key.startswith(VISION_PREFIX) and not key.startswith(HUB_VISION_PREFIX):
+        return HUB_VISION_PREFIX + key[len(VISION_PREFIX):]
+    return key
+
+
 def vllm_layout_needed(path: Path) -> bool:
     """Whether a safetensors file holds vision tower keys in transformers 5's layout (see vllm_layout)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        return any(k.startswith(VISION_PREFIX) and not k.startswith(HUB_VISION_PREFIX) for k in f.keys())
+        return any(_hub_key(k) != k for k in f.keys())
 
 
-def vllm_layout(folder: str | Path) -> bool:
+def vllm_layout(folder: str | Path, out: str | Path | None = None) -> bool:
     """Rewrite a LLaVA checkpoint saved by transformers 5 (`vision_tower.embeddings...`) to the hub layout
     (`vision_tower.vision_model.embeddings...`) that vLLM 0.32 loads; transformers loads both alike.
-    Returns whether anything changed. Each safetensors file is replaced atomically (temp file + rename)."""
+
+    out: the folder the rewritten weight files (and safetensors index) go to; None: in place. Returns
+    whether anything needed rewriting. Each file is written to a temporary name, then renamed.
+    """
     import os
 
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
     changed = False
-    for path in sorted(Path(folder).glob("*.safetensors")):
+    for path in sorted(folder.glob("*.safetensors")):
         if not vllm_layout_needed(path):
             continue
         with safe_open(str(path), "pt") as f:
-            keys, metadata = list(f.keys()), f.metadata()
-            tensors = {(HUB_VISION_PREFIX + k[len(VISION_PREFIX):] if k.startswith(VISION_PREFIX)
-                        and not k.startswith(HUB_VISION_PREFIX) else k): f.get_tensor(k) for k in keys}
-        tmp = path.with_name(f".tmp-{path.name}")
+            metadata = f.metadata()
+            tensors = {_hub_key(k): f.get_tensor(k) for k in f.keys()}
+        tmp = out / f".tmp-{path.name}"
         save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
-        os.replace(tmp, path)
+        (out / path.name).unlink(missing_ok=True)  # a link to the original, in a view
+        os.replace(tmp, out / path.name)
         changed = True
+    index = folder / "model.safetensors.index.json"
+    if changed and index.is_file():  # a sharded checkpoint names every weight's file
+        data = json.loads(index.read_text())
+        data["weight_map"] = {_hub_key(k): v for k, v in data["weight_map"].items()}
+        tmp = out / f".tmp-{index.name}"
+        tmp.write_text(json.dumps(data, indent=2))
+        (out / index.name).unlink(missing_ok=True)
+        os.replace(tmp, out / index.name)
     return changed
+
+
+def vllm_view(folder: Path, tmp: Path) -> Path:
+    """`folder` itself when vLLM can load it, else a view of it in `tmp`: every file linked, the weights
+    rewritten to the hub layout (vllm_layout). The checkpoint is never modified (its store key stays)."""
+    if not any(vllm_layout_needed(p) for p in folder.glob("*.safetensors")):
+        return folder
+    for f in folder.iterdir():
+        if f.is_file():
+            (tmp / f.name).symlink_to(f.resolve())
+    vllm_layout(folder, tmp)
+    return tmp
 
 
 def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
@@ -280,12 +312,13 @@ class VLLMBackend:
             raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine "
                               "(or `make test-vllm` for the CPU build)") from e
         self.version = vllm.__version__  # recorded with every sample
-        local = Path(resolve(model))
-        if local.is_dir() and any(vllm_layout_needed(p) for p in local.glob("*.safetensors")):
-            raise ValueError(f"{model}: a LLaVA checkpoint in transformers 5's key layout (vision_tower.embeddings...), "
-                             "which vLLM 0.32 cannot load: run boundary.sampling.backends.vllm_layout(folder) on it once")
+        import tempfile
+
+        path = Path(resolve(model))
+        self._view = tempfile.TemporaryDirectory(prefix="vllm-view-")  # lives as long as the backend
+        path = vllm_view(path, Path(self._view.name)) if path.is_dir() else str(model)  # a local LLaVA: hub layout
         self.chunk = chunk  # requests per LLM.generate call: the granularity of streaming to the store
-        self.llm = vllm.LLM(model=resolve(model), revision=revision, tensor_parallel_size=tensor_parallel_size,
+        self.llm = vllm.LLM(model=str(path), revision=revision, tensor_parallel_size=tensor_parallel_size,
                             dtype=dtype, enable_prefix_caching=True, seed=0, **engine_args)
         self.tokenizer = self.llm.get_tokenizer()
         self.vision = is_vision_language(self.llm.llm_engine.model_config.hf_config)  # prompts carry images
@@ -293,7 +326,7 @@ class VLLMBackend:
         if self.vision:
             from transformers import AutoProcessor
 
-            self.processor = AutoProcessor.from_pretrained(resolve(model), revision=revision)
+            self.processor = AutoProcessor.from_pretrained(str(path), revision=revision)
 
     def _prompt(self, request: Request, ids: list[int]):
         """vLLM's input for one request: its token ids, and its image as multi_modal_data (vLLM expands the
