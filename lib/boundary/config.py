@@ -177,6 +177,20 @@ class MiniatureDistill(Strict):
     warmup: int = Field(10, ge=1)  # warm-up steps
 
 
+class MiniatureVision(Strict):
+    """The vision-language pair (vlm-base, vlm-rl-seed<s>): the task drawn as images, read by a tiny LLaVA."""
+
+    seed: int = 0  # root of the vision tower's initialisation, the corpus and its images
+    image_size: int = Field(32, ge=8)  # side of the square image in pixels (CLIP's position grid is square)
+    patch: int = Field(8, ge=4)  # side of a vision patch = one character cell; (size/patch)^2 image tokens
+    layers: int = Field(2, ge=1)  # CLIP encoder layers
+    hidden: int = Field(64, ge=8)  # CLIP width (the projector maps it to the decoder's)
+    heads: int = Field(2, ge=1)  # CLIP attention heads (head size 32 suits vLLM's CPU attention)
+    image_salt: str = "visual"  # salt of the held-out (benchmark) and RL images' seeds
+    pretrain: MiniaturePretrain = MiniaturePretrain()  # vlm-base: (image -> imperfect trace) pairs, from the text base
+    rl: MiniatureRL = MiniatureRL(seeds=[0])  # vlm-rl-seed<s>: GRPO on drawn training problems
+
+
 class Miniature(Strict):
     """The miniature model family built by `make models` (boundary.miniature.build)."""
 
@@ -189,6 +203,7 @@ class Miniature(Strict):
     rl: MiniatureRL = MiniatureRL()  # RL models
     teacher: MiniatureTeacher = MiniatureTeacher()  # teacher
     distill: MiniatureDistill = MiniatureDistill()  # distilled
+    vision: MiniatureVision | None = None  # the vision-language pair (none built when absent)
 
 
 class Experiment(Strict):
