@@ -65,9 +65,9 @@ $(RUNS)/01_sampling.ipynb: $(if $(MINI),$(MODELS))
 $(RUNS)/02_verification.ipynb: $(RUNS)/01_sampling.ipynb
 $(RUNS)/03_pass_at_k.ipynb: $(if $(REPLAY),,$(RUNS)/02_verification.ipynb)
 
-# Notebook 05 (visual reasoning), for experiments with vision-language models: a miniature `vision:`
-# section (the miniature VLM pair) or a model with `modality: vision` (paper/qwen2.5-vl-7b-easyr1).
-VISUAL := $(shell grep -qE '^ +vision:|modality: *vision' $(PARAMS) 2>/dev/null && echo 1)
+# Notebook 05 (visual reasoning), for experiments that sample vision-language models (`modality: vision`:
+# the miniature VLM pair that a `miniature.vision` section builds, or paper/qwen2.5-vl-7b-easyr1).
+VISUAL := $(shell grep -qE 'modality: *vision' $(PARAMS) 2>/dev/null && echo 1)
 .PHONY: visual
 visual: $(RUNS)/05_visual_reasoning.ipynb ## notebook 05: visual pass@k (CIs, crossover, coverage), PPL of RL answers under the base VLM
 $(RUNS)/05_visual_reasoning.ipynb: $(RUNS)/02_verification.ipynb
