@@ -130,8 +130,7 @@ def is_vision_language(config) -> bool:
 
 def has_mrope(config) -> bool:
     """Whether a config uses multimodal rotary positions (3-D position ids: Qwen2-VL, Qwen2.5-VL, ...)."""
-    text = config.to_dict()
-    return "mrope" in json.dumps(text) or config.model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v")
+    return "mrope" in json.dumps(config.to_dict()) or config.model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v")
 
 
 def pil_image(data: bytes, problem_id: str):
@@ -177,6 +176,8 @@ def vllm_layout_needed(path: Path) -> bool:
 def vllm_layout(folder: str | Path, out: str | Path | None = None) -> bool:
     """Rewrite a LLaVA checkpoint saved by transformers 5 (`vision_tower.embeddings...`) to the hub layout
     (`vision_tower.vision_model.embeddings...`) that vLLM 0.32 loads; transformers loads both alike.
+    Written here because vLLM's LLaVA weight mapper knows only the hub layout and transformers saves
+    only its own (no option of either changes that).
 
     out: the folder the rewritten weight files (and safetensors index) go to; None: in place. Returns
     whether anything needed rewriting. Each file is written to a temporary name, then renamed.
