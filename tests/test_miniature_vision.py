@@ -14,8 +14,9 @@ from boundary import config
 from boundary.miniature import build, model as M, rl, task, train, vision
 from boundary.sampling.decode import generate, problem_key
 
-# A VLM section small enough for a build of seconds: a 2x2... no: 3x3 grid of 8-pixel cells (d <= 3).
-TINY_VISION = {"image_size": 24, "patch": 8, "layers": 1, "hidden": 32, "heads": 1,
+# A VLM section small enough for a build of seconds: a 3x3 grid of 8-pixel cells (d <= 3).
+TINY_VISION = {"image_size": 24, "patch": 8, "layers": 1, "hidden": 32, "heads": 1, "layout_examples": 32,
+               "align_images": 32,
                "pretrain": {"examples": 64, "difficulties": [1, 2], "batch_size": 16, "warmup": 1},
                "rl": {"seeds": [0], "steps": 2, "prompts": 2, "samples": 4, "max_new_tokens": 24,
                       "difficulties": [1, 2], "checkpoints": [1], "eval_every": 1, "eval_problems": 4,
@@ -153,21 +154,25 @@ def test_vlm_training_is_deterministic(tiny):
     assert not all(torch.equal(runs[0][2][k], runs[2][2][k]) for k in runs[0][2])
 
 
-def test_the_image_matters():
-    """The trained smoke vlm-base: one prompt, two images of different problems, different answers.
-
-    The same prompt ids, problem key and seed: only the pixels differ, so a different answer
-    distribution means the model reads the image (a chi-square-free check: the modal answers differ
-    and the answers' overlap is small).
-    """
+def smoke_vlm():
+    """(model, processor, vision section) of the smoke vlm-base; skipped when absent (failed under CI=true)."""
     exp = config.load("smoke")
     folder = exp.resolve(exp.miniature.out) / "vlm-base"
     if not folder.is_dir():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{folder} is absent; CI=true requires it (make models EXPERIMENT=smoke)")
         pytest.skip(f"{folder} is absent (make models EXPERIMENT=smoke builds it)")
-    model, proc = vision.load(folder)
-    vis = exp.miniature.vision
+    return (*vision.load(folder), exp.miniature.vision)
+
+
+def test_the_image_matters():
+    """The trained smoke vlm-base: one prompt, two images of different problems, different answers.
+
+    The same prompt ids, problem key and seed: only the pixels differ, so a different answer
+    distribution means the model reads the image: each image's gold answer is more frequent
+    under it than under the other image.
+    """
+    model, proc, vis = smoke_vlm()
     ids = vision.prompt_ids(proc)
     answers = {}
     for expression in ("9*9", "1+1"):  # gold 81 and 2
@@ -180,3 +185,17 @@ def test_the_image_matters():
     assert a != b
     share = lambda xs, v: sum(x == v for x in xs) / len(xs)  # noqa: E731
     assert share(a, "81") > share(b, "81") and share(b, "2") > share(a, "2")
+
+
+
+def test_layout_stage_sees_the_cells_as_text():
+    """as_text: the VLM's examples with every IMAGE_TOKEN replaced by the character of its cell, in order."""
+    proc = vision.processor(24, 8)
+    cfg = config.load("miniature-tiny", {"miniature.vision": TINY_VISION}).miniature
+    examples, images = vision.corpus(cfg.vision.pretrain, build.task_params(cfg), 0, proc)
+    image_id = proc.tokenizer.convert_tokens_to_ids(vision.IMAGE_TOKEN)
+    for (ids, plen), (text_ids, text_plen), (expression, seed) in zip(examples, vision.as_text(proc, examples, images), images):
+        cells = vision.draw(expression, seed, size=24, patch=8)[1]
+        assert plen == text_plen and ids[plen:] == text_ids[plen:]  # the response is untouched
+        assert proc.tokenizer.decode(text_ids[:plen]) == f"<user>{cells}{vision.QUESTION}<assistant>"
+        assert ids.count(image_id) == 9 and image_id not in text_ids

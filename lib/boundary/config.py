@@ -186,6 +186,9 @@ class MiniatureVision(Strict):
     layers: int = Field(2, ge=1)  # CLIP encoder layers
     hidden: int = Field(64, ge=8)  # CLIP width (the projector maps it to the decoder's)
     heads: int = Field(2, ge=1)  # CLIP attention heads (head size 32 suits vLLM's CPU attention)
+    layout_examples: int = Field(8000, ge=0)  # stage 0: corpus traces with the image's cells as text (decoder only)
+    align_images: int = Field(8000, ge=0)  # stage 1: drawn expressions aligning vision + projector (decoder frozen)
+    align_lr: float = Field(3e-3, gt=0.0)  # stage 1 learning rate (batches of pretrain.batch_size)
     image_salt: str = "visual"  # salt of the held-out (benchmark) and RL images' seeds
     pretrain: MiniaturePretrain = MiniaturePretrain()  # vlm-base: (image -> imperfect trace) pairs, from the text base
     rl: MiniatureRL = MiniatureRL(seeds=[0])  # vlm-rl-seed<s>: GRPO on drawn training problems

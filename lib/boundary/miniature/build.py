@@ -8,9 +8,14 @@ Writes under the experiment's `miniature.out` (default `models/miniature/`):
     teacher/              base trained further on clean traces with `^`  (boundary.miniature.teacher)
     distilled/            base fine-tuned on the teacher's verified traces
     benchmark/            the held-out sets, test.jsonl and unseen.jsonl  (boundary.miniature.heldout)
+    vlm-base/             with a `miniature.vision` section: a tiny LLaVA (boundary.miniature.vision) from
+                          the base's decoder: layout stage, vision alignment, image -> trace training
+    vlm-rl-seed<s>/       vlm-base after GRPO on drawn training problems (boundary.miniature.rl, encode=...)
+    benchmark/visual/     test.parquet: the `test` problems drawn (id, question, answer, difficulty,
+                          expression, image PNG)
     manifest.json         what was built, from which fingerprints, and how long each stage took
 
-and the figure `figures/<experiment>/rl_training.png`. Each checkpoint folder carries
+and the figures `figures/<experiment>/rl_training.png` (and `vlm_rl_training.png`). Each checkpoint folder carries
 `miniature.json` with the fingerprint of what built it (its params sections, the parent's
 fingerprint, the package's source); a stage whose fingerprint is unchanged is loaded, not
 rebuilt, so editing the distillation params rebuilds only `distilled/`. Deterministic: the same
@@ -183,6 +188,16 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
         def make_vlm_base():
             examples, images = vision.corpus(vis.pretrain, params, vis.seed, proc)
             model = vision.fresh(base(), proc, vis, vis.seed)
+            # stage 0: the decoder learns the image's layout with its cells given as text tokens
+            layout = vision.as_text(proc, examples[: vis.layout_examples], images)
+            train.fit(model, layout, epochs=1, batch_size=vis.pretrain.batch_size, lr=vis.pretrain.lr,
+                      warmup=vis.pretrain.warmup, seed=vis.seed + 1, pad_id=tokenizer.pad_token_id,
+                      response_only=True, desc="vlm-layout")
+            # stage 1: vision tower and projector put each cell's character embedding in its place
+            extra = vision.corpus(vis.pretrain.model_copy(update={"examples": vis.align_images}), params,
+                                  vis.seed + 2, proc)[1]
+            vision.align(model, proc, extra, batch_size=vis.pretrain.batch_size, lr=vis.align_lr, seed=vis.seed + 2)
+            # stage 2: (image -> imperfect trace) pairs end to end
             batch = lambda idx: {"pixel_values": vision.pixels(proc, [vision.render(  # noqa: E731
                 images[i][0], images[i][1], size=vis.image_size, patch=vis.patch) for i in idx])}
             losses = train.fit(model, examples, epochs=vis.pretrain.epochs, batch_size=vis.pretrain.batch_size,

@@ -17,6 +17,11 @@ ending in `\\boxed{N}`, so `task.check_answer` / `task.check_trace` grade it aga
   vision tower and projector (seeded) and the text miniature's decoder (its weights copied, the
   embedding grown by the `<image>` row), so training mainly teaches vision and projector to read.
 
+vlm-base is trained in three stages (boundary.miniature.build): `as_text` (the decoder learns the
+image's layout, its cells given as text tokens: blank cells and the QUESTION are new to it), `align`
+(vision tower and projector learn to put each cell's character embedding in its place, decoder
+frozen), then (image -> imperfect trace) pairs end to end with train.fit (pixel_values per batch).
+
 Checkpoints are `save_pretrained` of model and processor: loadable by AutoProcessor,
 AutoModelForImageTextToText and vLLM (architecture LlavaForConditionalGeneration).
 """
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tokenizers import AddedToken
 from transformers import (AutoModelForImageTextToText, AutoProcessor, CLIPVisionConfig, LlavaConfig,
@@ -77,9 +83,14 @@ def render(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) 
     """The expression drawn on a `size` x `size` RGB image; a pure function of its arguments.
 
     One character per `patch` x `patch` cell, in reading order from a random starting cell; the
-    glyph (3x5 pixels, scaled by (patch - 2) // 5) at a random offset in its cell; paper and ink
+    glyph (3x5 pixels, scaled by (patch - 2) // 5) centred in its cell, shifted by up to a pixel; paper and ink
     shades, a slight colour cast and Gaussian pixel noise drawn from `seed`.
     """
+    return draw(expression, seed, size=size, patch=patch)[0]
+
+
+def draw(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) -> tuple[Image.Image, str]:
+    """(`render`'s image, the character of every cell in reading order, " " where a cell is blank)."""
     if size % patch:
         raise ValueError(f"image size {size} is not a multiple of the patch size {patch}")
     grid = size // patch
@@ -96,14 +107,17 @@ def render(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) 
     paper, ink = rng.uniform(0.75, 1.0), rng.uniform(0.0, 0.35)
     img = np.full((size, size), paper)
     start = int(rng.integers(0, grid * grid - len(expression) + 1))
+    cells = " " * start + expression + " " * (grid * grid - start - len(expression))
     for i, ch in enumerate(expression):
         row, col = divmod(start + i, grid)
-        dy, dx = int(rng.integers(0, patch - gh + 1)), int(rng.integers(0, patch - gw + 1))
+        # the glyph centred in its cell, then shifted by at most one pixel each way (mild jitter)
+        dy = (patch - gh) // 2 + int(rng.integers(-min(1, (patch - gh) // 2), min(1, (patch - gh) // 2) + 1))
+        dx = (patch - gw) // 2 + int(rng.integers(-min(1, (patch - gw) // 2), min(1, (patch - gw) // 2) + 1))
         glyph = np.kron(GLYPHS[ch], np.ones((scale, scale), dtype=bool))
         cell = img[row * patch + dy: row * patch + dy + gh, col * patch + dx: col * patch + dx + gw]
         cell[glyph] = ink
     rgb = img[..., None] + rng.uniform(-0.05, 0.05, 3) + rng.normal(0.0, 0.04, (size, size, 3))
-    return Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), "RGB")
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), "RGB"), cells
 
 
 def png(image: Image.Image) -> bytes:
@@ -207,6 +221,48 @@ def load(folder: Path):
 
 # ---------------------------------------------------------------- training data and prompts
 
+def features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The projected image features [images, cells, decoder width] the decoder reads in place of IMAGE_TOKENs."""
+    return torch.stack(list(model.get_image_features(pixel_values=pixel_values).pooler_output))
+
+
+def align(model, proc, images: list[tuple[str, int]], *, batch_size: int, lr: float, seed: int,
+          desc: str = "vlm-align") -> list[float]:
+    """Stage 1 (alignment): train vision tower and projector, decoder frozen, on drawn expressions.
+
+    Each cell's projected feature is pulled (mean squared error, relative to the embeddings' mean
+    square) towards the decoder's own embedding of the character drawn there (of " " when blank),
+    so the decoder starts by reading the image as the text question it already solves. LLaVA's
+    stage 1 aligns the projector through captions; with a per-cell target known exactly here, this
+    direct loss learns in a fraction of the steps (trace training alone from random features let the
+    projector collapse to a constant on the shared 2-core machine: the decoder learned to ignore it).
+    images: (expression, image seed) pairs. Returns the loss of every step.
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    size, patch = proc.image_processor.crop_size["height"], proc.patch_size
+    emb = model.get_input_embeddings().weight.detach()
+    scale = emb.pow(2).mean()
+    params = list(model.model.vision_tower.parameters()) + list(model.model.multi_modal_projector.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+    losses = []
+    order = list(range(len(images)))
+    random.Random(seed).shuffle(order)
+    for b in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=2):
+        drawn = [draw(*images[i], size=size, patch=patch) for i in order[b: b + batch_size]]
+        ids = torch.tensor([proc.tokenizer.convert_tokens_to_ids(list(cells)) for _, cells in drawn])
+        f = features(model, pixels(proc, [img for img, _ in drawn]))
+        loss = (f - emb[ids]).pow(2).mean() / scale + F.cross_entropy((f @ emb.T).flatten(0, 1), ids.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
 class Encoder:
     """Maps a question (expression) to its VLM prompt ids and prefill inputs (`pixel_values`).
 
@@ -227,6 +283,22 @@ class Encoder:
     def __call__(self, expression: str) -> tuple[list[int], dict]:
         """(prompt ids, {"pixel_values": [1, 3, S, S]}) of one expression."""
         return list(self.ids), {"pixel_values": pixels(self.proc, [self.image(expression)])}
+
+
+def as_text(proc, examples, images) -> list[tuple[list[int], int]]:
+    """The examples with every image replaced by its cells' characters as text tokens (layout stage).
+
+    The decoder first learns to solve the question laid out as the image lays it out (blank cells as
+    spaces, then the QUESTION), which the text base never saw; the aligned image features then
+    stand in for exactly these tokens.
+    """
+    size, patch = proc.image_processor.crop_size["height"], proc.patch_size
+    image_id = proc.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    out = []
+    for (ids, plen), (expression, seed) in zip(examples, images):
+        cells = iter(proc.tokenizer.convert_tokens_to_ids(list(draw(expression, seed, size=size, patch=patch)[1])))
+        out.append(([next(cells) if t == image_id else t for t in ids], plen))
+    return out
 
 
 def corpus(cfg, params: task.TaskParams, seed: int, proc):
