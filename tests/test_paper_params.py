@@ -44,5 +44,8 @@ def test_paper_params_validate_with_the_papers_settings(name, base, others):
     labels = {m.label for m in exp.models}
     assert set(exp.passk.pair) <= labels
     assert tasks.same_for_pair(exp.models)  # base and RL share their template
+    from boundary import runs  # every model meets the benchmarks of its modality (text or visual)
+
+    assert {m.label for m, _ in runs.pairs(exp)} == labels
     for m in exp.models:  # a hub id ("org/name") or a folder under models/
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", m.path) or m.path.startswith("models/"), m.path

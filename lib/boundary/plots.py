@@ -204,4 +204,17 @@ def perplexity_trend(trend: pd.DataFrame, title: str = "") -> plt.Figure:
                     color=c, marker="o", ms=4, lw=1.6, capsize=3, label=run)
     ax.set(xlabel="RL step (0: the base model's own responses)", ylabel="median PPL under base", title=title)
     ax.legend(fontsize=8)
+
+
+def perplexity_distributions(scored: pd.DataFrame, scorer: str, title: str = "") -> plt.Figure:
+    """Distribution of PPL_scorer(Y | x) per source of the responses Y (paper Fig. 6 style).
+
+    `scored` has columns `responses` (whose samples Y are: a model label) and `ppl`; log-scaled x.
+    """
+    style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    sources = list(dict.fromkeys(scored["responses"]))
+    sns.histplot(data=scored, x="ppl", hue="responses", hue_order=sources, element="step", fill=False, stat="density",
+                 common_norm=False, log_scale=True, ax=ax, palette=[colour(m, i) for i, m in enumerate(sources)])
+    ax.set(xlabel=f"perplexity under {scorer}", title=title)
     return fig

@@ -1,6 +1,8 @@
 """An experiment's runs: every (model, benchmark) pair, sampled into its store, graded, and counted.
 
-The glue of the data flow  params -> tasks -> sampling -> store -> verify -> counts:
+The glue of the data flow  params -> tasks -> sampling -> store -> verify -> counts. Which pairs
+exist follows one rule (`pairs`): text models are sampled on text (math, code) benchmarks, vision-
+language models (`models[].modality: vision`) on visual ones; one experiment may hold both families.
 - `sample(cfg)` fills one sample store per (model, benchmark) with `n` samples per problem,
   generating only what is missing (resumable, top-up-able; boundary.store);
 - `grade(cfg)` writes the verdicts of each store beside it (`verdicts.parquet` in its folder),
@@ -44,20 +46,50 @@ def problems(bench: Benchmark) -> list[tasks.Problem]:
     return tasks.load_benchmark(bench)
 
 
+def modality(bench: Benchmark) -> str:
+    """The model modality a benchmark needs: "vision" for visual benchmarks, "text" otherwise."""
+    return "vision" if tasks.kind(bench.name) == "visual" else "text"
+
+
+def pairs(cfg: Experiment, models: list[Model] | None = None) -> list[tuple[Model, Benchmark]]:
+    """The (model, benchmark) pairs of the experiment, in params order: each model with every benchmark of
+    its modality. A benchmark no model can answer, or a model with no benchmark, is an error naming both
+    sides (a visual benchmark asked of text models only, a vision-language model among text benchmarks).
+    `models` (other models than the experiment's, see `runs`) are paired by modality, unchecked."""
+    found = [(m, b) for m in (cfg.models if models is None else models) for b in cfg.benchmarks
+             if m.modality == modality(b)]
+    if models is not None:
+        return found
+    describe = {"text": "text (math, code)", "vision": "visual"}
+    for b in cfg.benchmarks:
+        if not any(bb is b for _, bb in found):
+            have = ", ".join(f"{m.label} ({m.modality})" for m in cfg.models)
+            raise ValueError(f"params/{cfg.name}.yaml: benchmark {b.name!r} is {describe[modality(b)]}, but no model "
+                             f"has modality {modality(b)!r} (models: {have}); set models[].modality or drop the benchmark")
+    for m in cfg.models:
+        if not any(mm is m for mm, _ in found):
+            have = ", ".join(f"{b.name} ({describe[modality(b)]})" for b in cfg.benchmarks)
+            raise ValueError(f"params/{cfg.name}.yaml: model {m.label!r} has modality {m.modality!r}, but no benchmark "
+                             f"is {describe[m.modality]} (benchmarks: {have})")
+    return found
+
+
 def runs(cfg: Experiment, models: list[Model] | None = None, n: int | None = None) -> Iterator[Run]:
-    """Every (model, benchmark) pair of the experiment, in params order.
+    """Every (model, benchmark) pair of the experiment (`pairs`), in params order.
 
     models: other models than the experiment's (e.g. RL checkpoints for the perplexity study),
     sampled with the experiment's settings; n: samples per problem instead of each benchmark's
     (a store holds sample indices, so a smaller n reads a prefix of a larger run).
     """
-    tasks.same_for_pair([m for m in cfg.models if m.role in ("base", "rl")])
-    for model in cfg.models if models is None else models:
-        key = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend, cfg.sampling,
-                       model.revision)
-        for bench in cfg.benchmarks:
-            bench = bench if n is None else bench.model_copy(update={"n": n})
-            yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, key))
+    for family in ("text", "vision"):  # a base/RL pair shares its template, in each family
+        tasks.same_for_pair([m for m in cfg.models if m.role in ("base", "rl") and m.modality == family])
+    keys = {}
+    for model, bench in pairs(cfg, models):
+        if model.label not in keys:
+            keys[model.label] = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend,
+                                         cfg.sampling, model.revision)
+        bench = bench if n is None else bench.model_copy(update={"n": n})
+        yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, keys[model.label]))
 
 
 def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = None,
@@ -80,7 +112,8 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
             load_s = time.time() - t
         backend = loaded[m.label]
         probs = problems(run.benchmark)
-        prompts = [(p.id, tasks.render(m.template, p, backend.tokenizer)) for p in probs]
+        renderer = getattr(backend, "processor", None) or backend.tokenizer  # a VLM's chat template is its processor's
+        prompts = [(p.id, tasks.render(m.template, p, renderer), p.image) for p in probs]
         stats = runner.run(backend, run.store, prompts, run.benchmark.n, cfg.sampling, progress=progress)
         rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
                      "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,

@@ -40,7 +40,7 @@ SCHEMA = pa.schema([
     ("finish_reason", pa.string()),  # "stop" (end of sequence or a stop string) or "length" (max_new_tokens)
     ("prompt_tokens", pa.int32()),  # tokens of the rendered prompt
     ("completion_tokens", pa.int32()),  # tokens generated, up to the stop token or string
-    ("prompt_sha256", pa.string()),  # first 16 hex digits of the rendered prompt's SHA-256
+    ("prompt_sha256", pa.string()),  # first 16 hex digits of the prompt's hash (text, and image if any: prompt_sha256())
     ("backend", pa.string()),  # "transformers" or "vllm"
     ("backend_version", pa.string()),  # the backend library's version
 ])
@@ -92,6 +92,15 @@ NOT_KEYED = ("batch_size", "tensor_parallel_size", "backend")  # backend is keye
 def sha256_text(text: str, digits: int = 64) -> str:
     """Hex SHA-256 of a string (first `digits` hex digits)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:digits]
+
+
+def prompt_sha256(prompt: str, image: bytes | None = None, digits: int = 16) -> str:
+    """The hash recorded with each sample: of the rendered prompt's text, and of its image when it has
+    one (a different image with the same text is a different prompt). Text-only prompts hash as
+    before images existed, so their stores stay valid."""
+    if image is None:
+        return sha256_text(prompt, digits)
+    return sha256_text(f"{prompt}\0image sha256:{hashlib.sha256(image).hexdigest()}", digits)
 
 
 def folder_sha256(path: Path) -> str:

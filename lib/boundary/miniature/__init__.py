@@ -10,6 +10,8 @@ scratch on the CPU (`make models`, `python -m boundary.miniature.build <experime
 - `model`: the LlamaForCausalLM configuration, save and load of checkpoints;
 - `train`: the supervised loop (pretraining, teacher, distillation);
 - `pretrain`, `teacher`: their corpora; `rl`: compact GRPO over the project's decode engine;
+- `vision`: the task drawn as images, the LLaVA processor and a tiny LLaVA (vlm-base, vlm-rl), the
+  visual benchmark;
 - `build`: the whole family under `models/<experiment>/` with fingerprints, so unchanged stages
   are reused.
 """

@@ -8,9 +8,14 @@ Writes under the experiment's `miniature.out` (default `models/miniature/`):
     teacher/              base trained further on clean traces with `^`  (boundary.miniature.teacher)
     distilled/            base fine-tuned on the teacher's verified traces
     benchmark/            the held-out sets, test.jsonl and unseen.jsonl  (boundary.miniature.heldout)
+    vlm-base/             with a `miniature.vision` section: a tiny LLaVA (boundary.miniature.vision) from
+                          the base's decoder: layout stage, vision alignment, image -> trace training
+    vlm-rl-seed<s>/       vlm-base after GRPO on drawn training problems (boundary.miniature.rl, encode=...)
+    benchmark/visual/     test.parquet: the `test` problems drawn (id, question, answer, difficulty,
+                          expression, image PNG)
     manifest.json         what was built, from which fingerprints, and how long each stage took
 
-and the figure `figures/<experiment>/rl_training.png`. Each checkpoint folder carries
+and the figures `figures/<experiment>/rl_training.png` (and `vlm_rl_training.png`). Each checkpoint folder carries
 `miniature.json` with the fingerprint of what built it (its params sections, the parent's
 fingerprint, the package's source); a stage whose fingerprint is unchanged is loaded, not
 rebuilt, so editing the distillation params rebuilds only `distilled/`. Deterministic: the same
@@ -29,7 +34,7 @@ import torch
 
 from boundary import ROOT, config, plots
 from boundary.miniature import model as M
-from boundary.miniature import heldout, pretrain, rl, task, teacher, train
+from boundary.miniature import heldout, pretrain, rl, task, teacher, train, vision
 from boundary.miniature import tokenizer as tk
 
 SOURCES = sorted((ROOT / "lib" / "boundary" / "miniature").glob("*.py")) + [
@@ -80,8 +85,11 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
     tokenizer = tk.build()
     manifest: dict = {"experiment": experiment, "checkpoints": {}, "seconds": {}}
 
-    def stage(name: str, fp: str, make) -> None:
-        """Build checkpoint `name` with `make() -> (model, meta)` unless it is fresh."""
+    def stage(name: str, fp: str, make, save=None) -> None:
+        """Build checkpoint `name` with `make() -> (model, meta)` unless it is fresh.
+
+        save(model, folder, meta) writes it (default: the model with the text tokenizer).
+        """
         folder = out / name
         manifest["checkpoints"][name] = {"path": str(folder), "fingerprint": fp}
         if _fresh(folder, fp):
@@ -90,7 +98,8 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
         t0 = time.time()
         model, meta = make()
         manifest["seconds"][name] = round(time.time() - t0, 1)
-        M.save(model, tokenizer, folder, {"fingerprint": fp, "seconds": manifest["seconds"][name], **meta})
+        (save or (lambda m, f, x: M.save(m, tokenizer, f, x)))(
+            model, folder, {"fingerprint": fp, "seconds": manifest["seconds"][name], **meta})
         print(f">> {name}: built in {manifest['seconds'][name]} s", flush=True)
 
     # base: pretrained from scratch
@@ -168,6 +177,58 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
 
     # The held-out sets as a local benchmark folder (benchmarks `miniature`, `miniature-unseen`).
     manifest["benchmark"] = [str(p) for p in heldout.write(params, out / "benchmark")]
+
+    # ---- the vision-language pair (boundary.miniature.vision), when the params have `miniature.vision`
+    if cfg.vision is not None:
+        vis = cfg.vision
+        proc = vision.processor(vis.image_size, vis.patch)
+        encoder = vision.Encoder(proc, vis.image_salt)  # held-out and RL images: one rule
+        vsave = lambda m, f, x: vision.save(m, proc, f, x)  # noqa: E731
+        fp_vlm = fingerprint(fp_base, vis.model_dump(exclude={"rl"}))
+
+        def make_vlm_base():
+            examples, images = vision.corpus(vis.pretrain, params, vis.seed, proc)
+            model = vision.fresh(base(), proc, vis, vis.seed)
+            # stage 0: the decoder learns the image's layout with its cells given as text tokens
+            layout = vision.as_text(proc, examples[: vis.layout_examples], images)
+            train.fit(model, layout, epochs=1, batch_size=vis.pretrain.batch_size, lr=vis.pretrain.lr,
+                      warmup=vis.pretrain.warmup, seed=vis.seed + 1, pad_id=tokenizer.pad_token_id,
+                      response_only=True, desc="vlm-layout")
+            # stage 1: vision tower and projector put each cell's character embedding in its place
+            extra = vision.corpus(vis.pretrain.model_copy(update={"examples": vis.align_images}), params,
+                                  vis.seed + 2, proc)[1]
+            vision.align(model, proc, extra, batch_size=vis.pretrain.batch_size, lr=vis.align_lr, seed=vis.seed + 2)
+            # stage 2: (image -> imperfect trace) pairs end to end
+            batch = lambda idx: {"pixel_values": vision.pixels(proc, [vision.render(  # noqa: E731
+                images[i][0], images[i][1], size=vis.image_size, patch=vis.patch) for i in idx])}
+            losses = train.fit(model, examples, epochs=vis.pretrain.epochs, batch_size=vis.pretrain.batch_size,
+                               lr=vis.pretrain.lr, warmup=vis.pretrain.warmup, seed=vis.seed,
+                               pad_id=tokenizer.pad_token_id, response_only=True, desc="vlm-base", inputs=batch)
+            return model, {"role": "base", "examples": len(examples), "final_loss": sum(losses[-20:]) / len(losses[-20:])}
+
+        stage("vlm-base", fp_vlm, make_vlm_base, vsave)
+        vhist = []
+        for seed in vis.rl.seeds:
+            fp_vrl, name = fingerprint(fp_vlm, vis.rl.model_dump(exclude={"seeds"}), seed), f"vlm-rl-seed{seed}"
+            for t in vis.rl.checkpoints:
+                manifest["checkpoints"][f"{name}-step{t}"] = {"path": str(out / f"{name}-step{t}"),
+                                                              "fingerprint": fingerprint(fp_vrl, t)}
+
+            def make_vlm_rl(seed=seed, name=name, fp_vrl=fp_vrl):
+                model = vision.load(out / "vlm-base")[0]
+                save_at = lambda t: vision.save(model, proc, out / f"{name}-step{t}", {  # noqa: E731
+                    "fingerprint": fingerprint(fp_vrl, t), "role": "rl", "seed": seed, "step": t})
+                history = rl.train(model, proc.tokenizer, vis.rl, params, seed, on_checkpoint=save_at,
+                                   desc=name, encode=encoder)
+                return model, {"role": "rl", "seed": seed, "steps": vis.rl.steps, "history": history}
+
+            stage(name, fp_vrl, make_vlm_rl, vsave)
+            vhist += [{"seed": seed, **row} for row in json.loads((out / name / "miniature.json").read_text())["history"]]
+        pd.DataFrame(vhist).to_csv(out / "vlm_rl_history.csv", index=False)
+        if figure:
+            fig = plots.rl_training(pd.DataFrame(vhist), title=f"RLVR of the miniature VLM ({vis.rl.algorithm})")
+            manifest["vlm_figure"] = plots.save(fig, "vlm_rl_training", exp)
+        manifest["benchmark"].append(str(vision.write_benchmark(params, encoder, out / "benchmark" / "visual")))
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(out / "manifest.json")

@@ -16,7 +16,9 @@ training reproducible and uses the very sampler the evaluation uses. Its acceler
 machinery also costs more per step than this 1M-parameter model's own update on 2 CPU cores.
 
 `algorithm` is a parameter: another estimator (RLOO, REINFORCE++) is one more entry in
-ADVANTAGES.
+ADVANTAGES. `encode` makes the same loop train a vision-language model: it maps a question to its
+prompt ids and per-prompt prefill inputs (the drawn expression's `pixel_values`,
+boundary.miniature.vision.Encoder), which reach both the rollouts and the policy-gradient forward.
 """
 from __future__ import annotations
 
@@ -39,33 +41,49 @@ def grpo_advantages(rewards: np.ndarray, eps: float = 1e-4) -> np.ndarray:
 
 
 ADVANTAGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"grpo": grpo_advantages}  # by `algorithm`
+Encode = Callable[[str], tuple[list[int], dict | None]]  # question -> (prompt ids, prefill inputs or None)
+
+
+def text_encoder(tokenizer) -> Encode:
+    """The text world's encoder: the chat prompt of the question, no further inputs."""
+    return lambda q: (tk.prompt_ids(tokenizer, q), None)
 
 
 def rollouts(model, tokenizer, questions: list[str], samples: int, seed: int, *, temperature: float,
-             max_new_tokens: int, batch_size: int = 256) -> list[list[tuple[list[int], str, str]]]:
-    """`samples` completions of each question: per question a list of (tokens, text, finish_reason)."""
-    prompts = [tk.prompt_ids(tokenizer, q) for q in questions]
+             max_new_tokens: int, batch_size: int = 256,
+             encode: Encode | None = None) -> list[list[tuple[list[int], str, str]]]:
+    """`samples` completions of each question: per question a list of (tokens, text, finish_reason).
+
+    encode: question -> (prompt ids, prefill inputs); default the text chat prompt (`text_encoder`).
+    """
+    encoded = [(encode or text_encoder(tokenizer))(q) for q in questions]
+    prompts = [ids for ids, _ in encoded]
+    extra = None if encoded[0][1] is None else [x for _, x in encoded]
     out: list[list] = [[None] * samples for _ in questions]
     for c in generate(model, prompts, [problem_key(q) for q in questions], [range(samples)] * len(questions),
                       seed, temperature=temperature, max_new_tokens=max_new_tokens,
                       stop_token_ids=[tokenizer.eos_token_id], pad_token_id=tokenizer.pad_token_id,
-                      batch_size=batch_size):
+                      batch_size=batch_size, extra=extra):
         out[c.prompt][c.sample] = (list(c.tokens), tokenizer.decode(c.tokens), c.finish_reason)
     return out
 
 
-def heldout_pass1(model, tokenizer, problems: list[dict], samples: int, seed: int, max_new_tokens: int) -> dict:
+def heldout_pass1(model, tokenizer, problems: list[dict], samples: int, seed: int, max_new_tokens: int,
+                  encode: Encode | None = None) -> dict:
     """Held-out pass@1 at temperature 1 (answer-only and trace-verified), `samples` per problem."""
     outs = rollouts(model, tokenizer, [p["question"] for p in problems], samples, seed,
-                    temperature=1.0, max_new_tokens=max_new_tokens)
+                    temperature=1.0, max_new_tokens=max_new_tokens, encode=encode)
     ans = [task.check_answer(p, text) and fin == "stop" for p, group in zip(problems, outs) for _, text, fin in group]
     tr = [task.check_trace(p, text) and fin == "stop" for p, group in zip(problems, outs) for _, text, fin in group]
     return {"heldout_pass1": float(np.mean(ans)), "heldout_pass1_trace": float(np.mean(tr))}
 
 
 def policy_loss(model, prompts: list[list[int]], completions: list[list[int]], advantages: list[float],
-                pad_id: int) -> torch.Tensor:
-    """Token-mean policy-gradient loss -A * log pi(token) over every generated token."""
+                pad_id: int, extra: list[dict] | None = None) -> torch.Tensor:
+    """Token-mean policy-gradient loss -A * log pi(token) over every generated token.
+
+    extra: per sequence, further model inputs ([1, ...] tensors, e.g. pixel_values), concatenated.
+    """
     seqs = [p + c for p, c in zip(prompts, completions)]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -74,15 +92,20 @@ def policy_loss(model, prompts: list[list[int]], completions: list[list[int]], a
         ids[r, : len(s)] = torch.tensor(s)
         weight[r, len(p): len(s)] = a  # positions of generated tokens
     mask = torch.arange(width)[None, :] < torch.tensor([len(s) for s in seqs])[:, None]
-    logits = model(input_ids=ids, attention_mask=mask.long()).logits[:, :-1].float()
+    inputs = {k: torch.cat([e[k] for e in extra]) for k in extra[0]} if extra else {}
+    logits = model(input_ids=ids, attention_mask=mask.long(), **inputs).logits[:, :-1].float()
     logp = -F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none").view(len(seqs), -1)
     w = weight[:, 1:]
     return -(logp * w).sum() / (w != 0).sum().clamp(min=1)
 
 
 def train(model, tokenizer, cfg, params: task.TaskParams, seed: int, *,
-          on_checkpoint: Callable[[int], None] | None = None, desc: str = "rl") -> list[dict]:
+          on_checkpoint: Callable[[int], None] | None = None, desc: str = "rl",
+          encode: Encode | None = None) -> list[dict]:
     """Train `model` in place with `cfg` (a MiniatureRL section); return one history row per step.
+
+    encode: question -> (prompt ids, prefill inputs), for rollouts, evaluation and the update alike
+    (default: the text chat prompt; a vision.Encoder trains the VLM on drawn expressions).
 
     Rows: step, reward (mean training reward of that step's rollouts), and at every
     `eval_every` steps (and step 0) the held-out pass@1 of the policy before that step's update.
@@ -96,13 +119,14 @@ def train(model, tokenizer, cfg, params: task.TaskParams, seed: int, *,
     eval_set = test[::stride][: cfg.eval_problems]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
     eos = tokenizer.eos_token_id
+    encode = encode or text_encoder(tokenizer)
     history = []
     for step in tqdm(range(cfg.steps + 1), desc=desc, mininterval=2):
         model.eval()
         row = {"step": step}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row |= heldout_pass1(model, tokenizer, eval_set, cfg.eval_samples, seed=10_000 + step,
-                                 max_new_tokens=cfg.max_new_tokens)
+                                 max_new_tokens=cfg.max_new_tokens, encode=encode)
         if step == cfg.steps:
             history.append(row)
             break
@@ -110,22 +134,24 @@ def train(model, tokenizer, cfg, params: task.TaskParams, seed: int, *,
         questions = [task.sample(rng, cfg.difficulties, task.BASE_OPS, exclude, params.max_run)
                      for _ in range(cfg.prompts)]
         outs = rollouts(model, tokenizer, questions, cfg.samples, seed=seed * 1_000_003 + step,
-                        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+                        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, encode=encode)
         rewards = np.array([[float(fin == "stop" and task.check_answer(q, text)) for _, text, fin in group]
                             for q, group in zip(questions, outs)])
         adv = advantage(rewards)
         row["reward"] = float(rewards.mean())
-        prompts, comps, advs = [], [], []
+        prompts, comps, advs, extra = [], [], [], []
         for q, group, a_row in zip(questions, outs, adv):
-            p = tk.prompt_ids(tokenizer, q)
+            p, x = encode(q) if (a_row != 0).any() else (None, None)
             for (toks, _, fin), a in zip(group, a_row):
                 if a != 0:
                     prompts.append(p)
+                    extra.append(x)
                     comps.append(toks + ([eos] if fin == "stop" else []))  # the stop token is an action too
                     advs.append(float(a))
         if advs:
             model.train()
-            loss = policy_loss(model, prompts, comps, advs, tokenizer.pad_token_id)
+            loss = policy_loss(model, prompts, comps, advs, tokenizer.pad_token_id,
+                               extra=None if extra[0] is None else extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +48,9 @@ def collate(examples, idx, pad_id: int, response_only: bool) -> tuple[torch.Tens
     return ids, mask, labels
 
 
-def lm_loss(model, ids, mask, labels) -> torch.Tensor:
-    """Mean next-token cross-entropy over labelled positions."""
-    logits = model(input_ids=ids, attention_mask=mask.long()).logits
+def lm_loss(model, ids, mask, labels, **inputs) -> torch.Tensor:
+    """Mean next-token cross-entropy over labelled positions (`inputs`: further model inputs, e.g. pixel_values)."""
+    logits = model(input_ids=ids, attention_mask=mask.long(), **inputs).logits
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
 
 
@@ -63,8 +64,11 @@ def schedule(step: int, total: int, warmup: int) -> float:
 
 def fit(model, examples, *, epochs: int, batch_size: int, lr: float, warmup: int, seed: int,
         pad_id: int, response_only: bool = False, weight_decay: float = 0.01,
-        desc: str = "train") -> list[float]:
-    """Train in place for `epochs` passes over `examples`; return the loss of every step."""
+        desc: str = "train", inputs: Callable[[list[int]], dict] | None = None) -> list[float]:
+    """Train in place for `epochs` passes over `examples`; return the loss of every step.
+
+    inputs: further model inputs of a batch from its example indices (a VLM's `pixel_values`).
+    """
     torch.manual_seed(seed)
     plan = [b for e in range(epochs) for b in batches(examples, batch_size, seed * 1000 + e)]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
@@ -74,7 +78,7 @@ def fit(model, examples, *, epochs: int, batch_size: int, lr: float, warmup: int
     for step, idx in enumerate(bar):
         for g in opt.param_groups:
             g["lr"] = lr * schedule(step, len(plan), warmup)
-        loss = lm_loss(model, *collate(examples, idx, pad_id, response_only))
+        loss = lm_loss(model, *collate(examples, idx, pad_id, response_only), **(inputs(idx) if inputs else {}))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

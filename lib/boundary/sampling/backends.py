@@ -12,6 +12,13 @@ reproduces an uninterrupted one:
   share its prefill. (`SamplingParams(n=..., seed=s)` would draw sample i from one generator
   seeded per request, so indices 64..255 of a top-up could not match an uninterrupted n=256 run.)
 
+Images (vision-language checkpoints, i.e. a config with a `vision_config`): a request carries its
+image's bytes, and its prompt is the processor's chat-templated text with the image placeholder.
+The transformers backend runs `processor(text, images)` (placeholder expanded to the image's
+features, pixel values) and prefills each image once per prompt (decode's `extra`); vLLM gets
+the image as `multi_modal_data` and expands the placeholder itself. Models whose position ids are
+not 1-D (Qwen2-VL/2.5-VL's mRoPE) cannot go through `decode` and are sent to the vllm backend.
+
 Stop strings: vLLM stops at them natively. The transformers backend stops at the end-of-sequence
 token(s) while decoding and applies stop strings afterwards (text cut before the first stop string,
 completion_tokens counted up to the token that completed it, finish "stop"), as vLLM reports them;
@@ -21,13 +28,15 @@ with the end-of-sequence token, as the miniature's do.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from boundary import ROOT
-from boundary.store import Sample, sha256_text
+from boundary.store import Sample, prompt_sha256
 
 
 @dataclass(frozen=True)
@@ -35,8 +44,14 @@ class Request:
     """The samples wanted of one problem."""
 
     problem_id: str  # the problem's id (its key for the noise is decode.problem_key(problem_id))
-    prompt: str  # the rendered prompt (template and chat template applied)
+    prompt: str  # the rendered prompt (template and chat template applied; image placeholder unexpanded)
     samples: tuple[int, ...]  # the sample indices wanted
+    image: bytes | None = None  # the problem's picture (PNG/JPEG bytes) for a vision-language model
+
+    @property
+    def sha256(self) -> str:
+        """The prompt hash stored with its samples: text and image (boundary.store.prompt_sha256)."""
+        return prompt_sha256(self.prompt, self.image)
 
 
 class Backend(Protocol):
@@ -45,6 +60,7 @@ class Backend(Protocol):
     name: str  # "transformers" or "vllm", recorded with every sample and part of the store key
     version: str  # the engine library's version, recorded with every sample
     tokenizer: object  # the model's Hugging Face tokenizer (chat template, token counts)
+    processor: object | None  # a vision-language model's processor (its chat template renders image prompts), else None
 
     def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
         """Yield one Sample per requested (problem, index), as they finish; params: config.Sampling."""
@@ -107,6 +123,107 @@ def cut_at_stop(tokenizer, tokens: list[int], stop: Sequence[str]) -> tuple[str,
     return prefix[:first(prefix)], lo, True
 
 
+def is_vision_language(config) -> bool:
+    """Whether a model config is a vision-language model's (it has a vision tower's config)."""
+    return getattr(config, "vision_config", None) is not None
+
+
+def has_mrope(config) -> bool:
+    """Whether a config uses multimodal rotary positions (3-D position ids: Qwen2-VL, Qwen2.5-VL, ...)."""
+    return "mrope" in json.dumps(config.to_dict()) or config.model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v")
+
+
+def pil_image(data: bytes, problem_id: str):
+    """The RGB PIL image of a problem's image bytes; a ValueError naming the problem if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data)).convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"problem {problem_id!r}: its image cannot be read ({e})") from e
+
+
+def check_images(requests: Sequence[Request], vision: bool, model: str) -> None:
+    """A vision-language model needs an image with every request, a text model none."""
+    for r in requests:
+        if vision and r.image is None:
+            raise ValueError(f"{model} is a vision-language model but problem {r.problem_id!r} has no image "
+                             "(pair vision-language models with visual benchmarks)")
+        if not vision and r.image is not None:
+            raise ValueError(f"{model} is a text model but problem {r.problem_id!r} comes with an image "
+                             "(a visual benchmark needs a vision-language model)")
+
+
+VISION_PREFIX = "vision_tower."  # a LLaVA checkpoint's vision tower keys as transformers 5 saves them
+HUB_VISION_PREFIX = "vision_tower.vision_model."  # the same keys as hub LLaVA checkpoints (and vLLM 0.32) name them
+
+
+def _hub_key(key: str) -> str:
+    """A weight name in the hub layout (see vllm_layout)."""
+    if key.startswith(VISION_PREFIX) and not key.startswith(HUB_VISION_PREFIX):
+        return HUB_VISION_PREFIX + key[len(VISION_PREFIX):]
+    return key
+
+
+def vllm_layout_needed(path: Path) -> bool:
+    """Whether a safetensors file holds vision tower keys in transformers 5's layout (see vllm_layout)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return any(_hub_key(k) != k for k in f.keys())
+
+
+def vllm_layout(folder: str | Path, out: str | Path | None = None) -> bool:
+    """Rewrite a LLaVA checkpoint saved by transformers 5 (`vision_tower.embeddings...`) to the hub layout
+    (`vision_tower.vision_model.embeddings...`) that vLLM 0.32 loads; transformers loads both alike.
+    Written here because vLLM's LLaVA weight mapper knows only the hub layout and transformers saves
+    only its own (no option of either changes that).
+
+    out: the folder the rewritten weight files (and safetensors index) go to; None: in place. Returns
+    whether anything needed rewriting. Each file is written to a temporary name, then renamed.
+    """
+    import os
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
+    changed = False
+    for path in sorted(folder.glob("*.safetensors")):
+        if not vllm_layout_needed(path):
+            continue
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata()
+            tensors = {_hub_key(k): f.get_tensor(k) for k in f.keys()}
+        tmp = out / f".tmp-{path.name}"
+        save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
+        (out / path.name).unlink(missing_ok=True)  # a link to the original, in a view
+        os.replace(tmp, out / path.name)
+        changed = True
+    index = folder / "model.safetensors.index.json"
+    if changed and index.is_file():  # a sharded checkpoint names every weight's file
+        data = json.loads(index.read_text())
+        data["weight_map"] = {_hub_key(k): v for k, v in data["weight_map"].items()}
+        tmp = out / f".tmp-{index.name}"
+        tmp.write_text(json.dumps(data, indent=2))
+        (out / index.name).unlink(missing_ok=True)
+        os.replace(tmp, out / index.name)
+    return changed
+
+
+def vllm_view(folder: Path, tmp: Path) -> Path:
+    """`folder` itself when vLLM can load it, else a view of it in `tmp`: every file linked, the weights
+    rewritten to the hub layout (vllm_layout). The checkpoint is never modified (its store key stays)."""
+    if not any(vllm_layout_needed(p) for p in folder.glob("*.safetensors")):
+        return folder
+    for f in folder.iterdir():
+        if f.is_file():
+            (tmp / f.name).symlink_to(f.resolve())
+    vllm_layout(folder, tmp)
+    return tmp
+
+
 def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
     """The end-of-sequence ids: the tokenizer's and the model's generation config's (either may be a list)."""
     ids = set()
@@ -119,7 +236,7 @@ def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
 
 
 class TransformersBackend:
-    """Hugging Face transformers + boundary.sampling.decode, on CPU or one GPU."""
+    """Hugging Face transformers + boundary.sampling.decode, on CPU or one GPU; text or vision-language."""
 
     name = "transformers"
 
@@ -127,13 +244,25 @@ class TransformersBackend:
                  dtype: str = "auto"):
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         self.version = transformers.__version__  # recorded with every sample
         path = resolve(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        config = AutoConfig.from_pretrained(path, revision=revision)
+        self.vision = is_vision_language(config)  # prompts come with images (processor, pixel values)
+        if self.vision and has_mrope(config):
+            raise NotImplementedError(f"{model}: {config.model_type} uses multimodal rotary positions (3-D position "
+                                      "ids), which boundary.sampling.decode does not build: use the vllm backend")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype).to(device).eval()
+        if self.vision:
+            self.processor = AutoProcessor.from_pretrained(path, revision=revision)  # chat template, images -> tensors
+            self.tokenizer = self.processor.tokenizer
+            loader = AutoModelForImageTextToText
+        else:
+            self.processor = None  # text models: the tokenizer does it all
+            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+            loader = AutoModelForCausalLM
+        self.model = loader.from_pretrained(path, revision=revision, dtype=dtype).to(device).eval()
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)  # end-of-sequence ids
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.stop_ids[0]  # fills padding (masked)
@@ -142,12 +271,16 @@ class TransformersBackend:
         """Decode every requested sample (see the module docstring); yields as samples finish."""
         from boundary.sampling.decode import generate, problem_key
 
-        prompts = [encode(self.tokenizer, r.prompt) for r in requests]
-        hashes = [sha256_text(r.prompt, 16) for r in requests]
+        check_images(requests, self.vision, self.model.name_or_path)
+        if self.vision:
+            prompts, extra = zip(*(self.encode_image(r.prompt, r.image, r.problem_id) for r in requests)) if requests else ((), ())
+        else:
+            prompts, extra = [encode(self.tokenizer, r.prompt) for r in requests], None
+        hashes = [r.sha256 for r in requests]
         for c in generate(self.model, prompts, [problem_key(r.problem_id) for r in requests],
                           [r.samples for r in requests], params.seed, temperature=params.temperature,
                           top_p=params.top_p, max_new_tokens=params.max_new_tokens, stop_token_ids=self.stop_ids,
-                          pad_token_id=self.pad_id, batch_size=params.batch_size):
+                          pad_token_id=self.pad_id, batch_size=params.batch_size, extra=extra):
             text, count, cut = cut_at_stop(self.tokenizer, c.tokens, params.stop)
             reason = "stop" if cut else c.finish_reason
             # a stop token ends the sample too: vLLM counts it among the completion tokens
@@ -155,6 +288,16 @@ class TransformersBackend:
             yield Sample(problem_id=requests[c.prompt].problem_id, sample=c.sample, text=text, finish_reason=reason,
                          prompt_tokens=len(prompts[c.prompt]), completion_tokens=count,
                          prompt_sha256=hashes[c.prompt], backend=self.name, backend_version=self.version)
+
+    def encode_image(self, prompt: str, image: bytes, problem_id: str) -> tuple[list[int], dict]:
+        """(token ids with the image placeholder expanded, prefill inputs such as pixel_values [1, ...]):
+        the processor's work on one prompt and its image; BOS added as `encode` adds it."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        enc = self.processor(text=prompt, images=[pil_image(image, problem_id)], return_tensors="pt",
+                             add_special_tokens=not (bos and prompt.startswith(bos)))
+        extra = {k: (v.to(self.model.dtype) if v.is_floating_point() else v).to(self.model.device)
+                 for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+        return enc["input_ids"][0].tolist(), extra
 
 
 class VLLMBackend:
@@ -170,18 +313,38 @@ class VLLMBackend:
             raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine "
                               "(or `make test-vllm` for the CPU build)") from e
         self.version = vllm.__version__  # recorded with every sample
+        import tempfile
+
+        path = Path(resolve(model))
+        self._view = tempfile.TemporaryDirectory(prefix="vllm-view-")  # lives as long as the backend
+        path = vllm_view(path, Path(self._view.name)) if path.is_dir() else str(model)  # a local LLaVA: hub layout
         self.chunk = chunk  # requests per LLM.generate call: the granularity of streaming to the store
-        self.llm = vllm.LLM(model=resolve(model), revision=revision, tensor_parallel_size=tensor_parallel_size,
+        self.llm = vllm.LLM(model=str(path), revision=revision, tensor_parallel_size=tensor_parallel_size,
                             dtype=dtype, enable_prefix_caching=True, seed=0, **engine_args)
         self.tokenizer = self.llm.get_tokenizer()
+        self.vision = is_vision_language(self.llm.llm_engine.model_config.hf_config)  # prompts carry images
+        self.processor = None  # a vision-language model's processor: its chat template renders the prompts
+        if self.vision:
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(str(path), revision=revision)
+
+    def _prompt(self, request: Request, ids: list[int]):
+        """vLLM's input for one request: its token ids, and its image as multi_modal_data (vLLM expands the
+        single placeholder token of `ids` to the image's features)."""
+        from vllm.inputs import TokensPrompt
+
+        if request.image is None:
+            return TokensPrompt(prompt_token_ids=ids)
+        return TokensPrompt(prompt_token_ids=ids, multi_modal_data={"image": pil_image(request.image, request.problem_id)})
 
     def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
         """Send the requests in chunks of `self.chunk`; yield each chunk's samples when it completes."""
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
+        check_images(requests, self.vision, self.llm.llm_engine.model_config.model)
         prompts = [encode(self.tokenizer, r.prompt) for r in requests]
-        hashes = [sha256_text(r.prompt, 16) for r in requests]
+        hashes = [r.sha256 for r in requests]
         todo = [(j, i) for j, r in enumerate(requests) for i in r.samples]
         for start in range(0, len(todo), self.chunk):
             part = todo[start:start + self.chunk]
@@ -189,13 +352,13 @@ class VLLMBackend:
                                  temperature=params.temperature, top_p=params.top_p,
                                  max_tokens=params.max_new_tokens, stop=list(params.stop) or None)
                   for j, i in part]
-            outs = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[j]) for j, _ in part], sp, use_tqdm=False)
+            outs = self.llm.generate([self._prompt(requests[j], prompts[j]) for j, _ in part], sp, use_tqdm=False)
             for (j, i), out in zip(part, outs):
                 o = out.outputs[0]
                 if o.finish_reason not in ("stop", "length"):
                     raise RuntimeError(f"vllm: sample {requests[j].problem_id}#{i} finished with {o.finish_reason!r}")
                 yield Sample(problem_id=requests[j].problem_id, sample=i, text=o.text, finish_reason=o.finish_reason,
-                             prompt_tokens=len(prompts[j]), completion_tokens=len(o.token_ids),
+                             prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(o.token_ids),
                              prompt_sha256=hashes[j], backend=self.name, backend_version=self.version)
 
 

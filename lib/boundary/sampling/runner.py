@@ -4,8 +4,8 @@
 has the backend sample exactly those, and appends them to the store in shards of `chunk` samples
 (or every `flush_s` seconds), so a run killed at any moment loses at most the unwritten shard and
 resumes where it stopped; asking for a larger n later tops up. Before sampling it checks that the
-stored samples of each problem were drawn from the same rendered prompt (a changed benchmark or
-template must open a new store, not be mixed in).
+stored samples of each problem were drawn from the same rendered prompt and image (a changed
+benchmark, template or picture must open a new store, not be mixed in).
 
 As a command (used by the crash-resume test and benchmark, and handy on a GPU box):
   python -m boundary.sampling.runner --model DIR_OR_HUB_ID --problems FILE.jsonl --n 64 --store DIR
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from boundary import quiet
 from boundary.config import Sampling
 from boundary.sampling.backends import Backend, Request, load, render
-from boundary.store import Store, make_key, sha256_text
+from boundary.store import Store, make_key, prompt_sha256
 
 
 @dataclass(frozen=True)
@@ -39,33 +39,43 @@ class RunStats:
     shards: int  # shards written
 
 
-def check_prompts(store: Store, problems: Sequence[tuple[str, str]]) -> None:
-    """Raise if a problem's stored samples came from another rendered prompt than the one given now."""
+Problem = tuple[str, str] | tuple[str, str, bytes | None]  # (id, rendered prompt) or (id, prompt, image bytes)
+
+
+def _image(problem: Problem) -> bytes | None:
+    """The image of a (id, prompt[, image]) tuple, None for a text prompt."""
+    return problem[2] if len(problem) > 2 else None
+
+
+def check_prompts(store: Store, problems: Sequence[Problem]) -> None:
+    """Raise if a problem's stored samples came from another rendered prompt (or image) than the one given now."""
     df = store.read(["problem_id", "prompt_sha256"])
     if df.empty:
         return
     stored = df.groupby("problem_id")["prompt_sha256"].agg(lambda s: set(s))
-    for pid, prompt in problems:
-        if pid in stored.index and stored[pid] != {sha256_text(prompt, 16)}:
+    for p in problems:
+        pid, prompt = p[0], p[1]
+        if pid in stored.index and stored[pid] != {prompt_sha256(prompt, _image(p))}:
             raise ValueError(f"{store.dir}: problem {pid!r} was sampled from another prompt "
-                             f"(stored prompt hashes {sorted(stored[pid])}); the benchmark or template changed")
+                             f"(stored prompt hashes {sorted(stored[pid])}); the benchmark, template or image changed")
 
 
-def run(backend: Backend, store: Store, problems: Sequence[tuple[str, str]], n: int, params: Sampling, *,
+def run(backend: Backend, store: Store, problems: Sequence[Problem], n: int, params: Sampling, *,
         chunk: int = 64, flush_s: float = 30.0, progress: bool = False) -> RunStats:
-    """Sample indices 0..n-1 of each (problem id, rendered prompt) that the store lacks; stream them in.
+    """Sample indices 0..n-1 of each (problem id, rendered prompt[, image bytes]) that the store lacks;
+    stream them in.
 
     chunk: samples per shard; flush_s: a shorter shard is written after this many seconds, so a slow
     model loses little when killed. Returns what was generated (nothing when the store is full).
     """
-    ids = [pid for pid, _ in problems]
+    ids = [p[0] for p in problems]
     if len(set(ids)) != len(ids):
         raise ValueError("problem ids must be unique: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})[:5]))
     check_prompts(store, problems)
     t0 = time.time()
     gaps = store.missing(ids, n)
-    prompt_of = dict(problems)
-    requests = [Request(pid, prompt_of[pid], tuple(idx)) for pid, idx in gaps.items()]
+    by_id = {p[0]: p for p in problems}
+    requests = [Request(pid, by_id[pid][1], tuple(idx), _image(by_id[pid])) for pid, idx in gaps.items()]
     total, tokens, shards, buffer, last = 0, 0, 0, [], time.time()
     bar = tqdm(total=sum(len(r.samples) for r in requests), desc=f"sample {store.key.folder()}", unit="sample",
                **quiet(progress))

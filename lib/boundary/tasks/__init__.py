@@ -12,8 +12,9 @@ Modules: `problem` (the record), `rows` (reading hub and local rows with file:li
 `templates` (prompt templates and their hashes).
 """
 from boundary.tasks.problem import ANSWER_TYPES, Problem, TaskError
-from boundary.tasks.registry import REGISTRY, Hub, MissingImagesWarning, Spec, load, load_benchmark, names, trace_checker
+from boundary.tasks.registry import (REGISTRY, Hub, MissingImagesWarning, Spec, kind, load, load_benchmark, names,
+                                     trace_checker)
 from boundary.tasks.templates import TEMPLATES, encode, render, same_for_pair, template_hash
 
-__all__ = ["ANSWER_TYPES", "Problem", "TaskError", "REGISTRY", "Hub", "MissingImagesWarning", "Spec", "load",
+__all__ = ["ANSWER_TYPES", "Problem", "TaskError", "REGISTRY", "Hub", "MissingImagesWarning", "Spec", "kind", "load",
            "load_benchmark", "names", "trace_checker", "TEMPLATES", "encode", "render", "same_for_pair", "template_hash"]

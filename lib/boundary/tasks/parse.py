@@ -264,6 +264,19 @@ def miniature(row: Row, name: str) -> Problem:
                    meta={"difficulty": row.data.get("difficulty"), "skill": row.data.get("skill")})
 
 
+def miniature_visual(row: Row, name: str) -> Problem:
+    """A row of the miniature's visual benchmark (test.parquet: id, question, answer, difficulty,
+    expression, image PNG bytes): the expression drawn is kept in meta["expression"], where the
+    trace checker reads it (the question only says "the expression in the image")."""
+    image = row.get("image", bytes)
+    if not image:
+        raise row.fail("field 'image' is empty")
+    return Problem(id=f"{name}/{_native_id(row, 'id')}", benchmark=name, question=row.get("question"),
+                   gold=_number(row.get("answer", (str, int, float))), answer_type="math", image=image,
+                   meta={"visual": True, "expression": row.get("expression"),
+                         "difficulty": row.data.get("difficulty")})
+
+
 def records(items: list[dict], label: str) -> list[Row]:
     """Rows of in-memory records (e.g. the miniature's `problems(split)`), each named by `label` and index."""
     return [Row(dict(item), f"{label} record {i}", i, None) for i, item in enumerate(items)]

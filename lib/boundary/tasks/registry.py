@@ -9,8 +9,9 @@ commit could be looked up; every `revision` is None (the default branch) and mar
 Pin one with `benchmarks[].revision` in params (or here) before a paper-scale run.
 
 Registering a benchmark is one entry of REGISTRY. The miniature's held-out sets are written by
-`make models` as a local benchmark folder (`models/<family>/benchmark/{test,unseen}.jsonl`), so
-they load like any local copy; they alone carry a trace checker (`trace_checker`).
+`make models` as a local benchmark folder (`models/<family>/benchmark/{test,unseen}.jsonl`, and
+`benchmark/visual/test.parquet` with images), so they load like any local copy; they alone carry
+a trace checker (`trace_checker`).
 """
 from __future__ import annotations
 
@@ -91,12 +92,21 @@ REGISTRY: dict[str, Spec] = {
     "miniature": Spec(parse.miniature, "test.jsonl", trace=lambda p, text: miniature_task.check_trace(p.question, text)),
     "miniature-unseen": Spec(parse.miniature, "unseen.jsonl",
                              trace=lambda p, text: miniature_task.check_trace(p.question, text)),
+    # The miniature's visual benchmark: the `test`-like problems drawn as images (the folder
+    # `make models` writes for an experiment with a vision section: <out>/benchmark/visual).
+    "miniature-visual": Spec(parse.miniature_visual, "test.parquet", kind="visual",
+                             trace=lambda p, text: miniature_task.check_trace(p.meta["expression"], text)),
 }
 
 
 def names() -> list[str]:
     """Registered benchmark names."""
     return sorted(REGISTRY)
+
+
+def kind(name: str) -> str:
+    """The benchmark's kind: "math", "code" or "visual" (visual ones need a vision-language model)."""
+    return _spec(name).kind
 
 
 def trace_checker(name: str) -> Callable[[Problem, str], bool] | None:

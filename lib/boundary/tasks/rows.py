@@ -121,17 +121,32 @@ def _json_document(path: Path, text: str) -> Iterator[Row]:
         index += 1
 
 
+def _parquet(path: Path) -> Iterator[Row]:
+    """One Row per row of a Parquet file (binary columns, e.g. PNG images, arrive as bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise TaskError(f"{path}: not a readable Parquet file ({e})") from e
+    for i, data in enumerate(table.to_pylist()):
+        yield Row(data, f"{path} row {i}", i, path.parent)
+
+
 def read_file(path: Path) -> Iterator[Row]:
-    """Rows of a local .jsonl, .jsonl.gz or .json file, each naming its file and line."""
+    """Rows of a local .jsonl, .jsonl.gz, .json or .parquet file, each naming its file and line (row)."""
     if not path.is_file():
         raise TaskError(f"{path}: no such file")
+    if path.name.endswith(".parquet"):
+        return _parquet(path)
     text = _open_text(path)
     name = path.name.removesuffix(".gz")
     if name.endswith(".jsonl"):
         return _jsonl(path, text)
     if name.endswith(".json"):
         return _json_document(path, text)
-    raise TaskError(f"{path}: unknown file type (expected .jsonl, .jsonl.gz or .json)")
+    raise TaskError(f"{path}: unknown file type (expected .jsonl, .jsonl.gz, .json or .parquet)")
 
 
 def read_hub(path: str, config: str | None, split: str, revision: str | None,

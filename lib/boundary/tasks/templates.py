@@ -22,6 +22,9 @@ Templates (`TEMPLATES`):
 - "chat-question": the model's own chat template with the bare question as the user turn, for
   models trained on prompts without an instruction (the miniature family, whose chat template
   already frames the task and whose character vocabulary has no letters for the instruction).
+- "chat-image": "chat-question" for vision-language models: the image, then the bare question (no
+  EasyR1 format prompt), for the miniature VLM family trained on such prompts. (A template of its
+  own rather than "chat-question" made visual, so the text family's store keys do not change.)
 - "abel": Qwen2.5-Math's "abel" completion template ("Question:\\n{q}\\nAnswer:\\nLet's think step by
   step.\\n"), the simple prompt SimpleRL-Zoo uses for Llama and Mistral base models.
 """
@@ -76,6 +79,7 @@ TEMPLATES: dict[str, Template] = {
                            system=QWEN_SYSTEM),
     "chat": Template("chat", "chat", "{question}\n" + BOXED, code=True, visual=True),
     "chat-question": Template("chat-question", "chat", "{question}", code=False, visual=False),
+    "chat-image": Template("chat-image", "chat", "{question}", code=False, visual=True),
     "plain": Template("plain", "plain", "{question}\n" + BOXED, code=True, visual=False),
     "abel": Template("abel", "plain", "Question:\n{question}\nAnswer:\nLet's think step by step.\n",
                      code=False, visual=False),
@@ -95,7 +99,7 @@ def template_hash(name: str) -> str:
     spec = {"render_version": RENDER_VERSION, **asdict(t)}
     if t.code:
         spec["code"] = [EVALPLUS_INSTRUCTION, EVALPLUS_RESPONSE, LCB_SYSTEM, LCB_WITH_STARTER, LCB_WITHOUT_STARTER]
-    if t.visual:
+    if t.visual and t.math != "{question}":  # bare-question templates do not use the format prompt
         spec["visual"] = EASYR1_MATH
     blob = json.dumps(spec, sort_keys=True, ensure_ascii=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -146,12 +150,13 @@ def _code(t: Template, problem: Problem, tokenizer) -> str:
     return _chat(tokenizer, [{"role": "user", "content": lcb_prompt(problem)}], t.name, add_generation_prompt=True)
 
 
-def visual_text(problem: Problem) -> str:
-    """The text beside the image: question, options as "(A) ..." lines if any, EasyR1's format prompt."""
+def visual_text(problem: Problem, bare: bool = False) -> str:
+    """The text beside the image: question, options as "(A) ..." lines if any, EasyR1's format prompt
+    (left out when `bare`: templates whose math prompt is the bare question, e.g. "chat-image")."""
     text = problem.question.strip()
     if problem.choices:
         text += "\n" + "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(problem.choices))
-    return f"{text} {EASYR1_MATH}"
+    return text if bare else f"{text} {EASYR1_MATH}"
 
 
 def render(name: str, problem: Problem, tokenizer=None) -> str:
@@ -169,7 +174,7 @@ def render(name: str, problem: Problem, tokenizer=None) -> str:
         if problem.image is None:
             raise TaskError(f"{problem.id}: no image to prompt with ({problem.meta.get('image_path')!r} was not "
                             "found when loading): load the benchmark from a folder with its images/")
-        content = [{"type": "image"}, {"type": "text", "text": visual_text(problem)}]
+        content = [{"type": "image"}, {"type": "text", "text": visual_text(problem, bare=t.math == "{question}")}]
         return _chat(tokenizer, [{"role": "user", "content": content}], name, add_generation_prompt=True)
     text = t.math.replace("{question}", problem.question)  # not str.format: \\boxed{} has braces
     if t.wrap == "chatml":
