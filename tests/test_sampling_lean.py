@@ -67,7 +67,7 @@ def test_lean_logits_equal_the_hf_forward(name, prompts):
 
 
 @pytest.mark.parametrize("build, reason", [
-    (lambda: tiny_llava(), "LlavaForConditionalGeneration is not one of"),  # another architecture: HF forward
+    (lambda: small(LlamaForCausalLM, LlamaConfig).model, "LlamaModel is not one of"),  # another architecture: HF forward
     (lambda: small(MistralForCausalLM, MistralConfig, sliding_window=8), "sliding-window"),  # windowed attention
     (lambda: small(LlamaForCausalLM, LlamaConfig, hidden_act="gelu"), "hidden_act 'gelu'"),  # another activation
     (lambda: small(LlamaForCausalLM, LlamaConfig, mlp_bias=True), "mlp_bias"),  # MLP biases
@@ -95,6 +95,26 @@ def test_decode_samples_the_same_with_the_hf_forward(monkeypatch, temperature):
 
     def run():
         out = decode.generate(model, PROMPTS, [11, 12, 13], [range(6)] * 3, seed=0, **kw)
+        return sorted((c.prompt, c.sample, tuple(c.tokens), c.finish_reason) for c in out)
+
+    lean = run()
+    monkeypatch.setattr(decode, "unsupported", lambda m: "forced off by the test")
+    assert run() == lean
+
+
+def test_a_llava_decodes_with_the_lean_step_as_with_the_hf_forward(monkeypatch):
+    """A LLaVA's decode steps run its Llama decoder alone: the engine's samples with the lean step
+    equal those with the HF forward, the image read once by the prefill (`extra`)."""
+    from tiny_lm import IMAGE_TOKEN
+
+    vlm = tiny_llava()
+    assert unsupported(vlm) is None
+    prompts = [[1] + [IMAGE_TOKEN] * 5 + [5, 6, 7], [1] + [IMAGE_TOKEN] * 5 + [9]]
+    images = [{"pixel_values": torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(s))} for s in range(2)]
+
+    def run():
+        out = decode.generate(vlm, prompts, [3, 4], [range(6)] * 2, seed=0, temperature=1.0, max_new_tokens=12,
+                              stop_token_ids=[2], batch_size=8, extra=images)
         return sorted((c.prompt, c.sample, tuple(c.tokens), c.finish_reason) for c in out)
 
     lean = run()

@@ -24,13 +24,29 @@ import torch
 import torch.nn.functional as F
 
 COVERED = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")  # classes whose layers this step mirrors
+# Vision-language models whose text decoder is one of those: after the prefill has read the image,
+# each decode step is the decoder's alone (one text token in, 1-D positions), so the same step serves.
+VISION = {"LlavaForConditionalGeneration": ("llama", "qwen2", "mistral")}  # class -> covered text model types
+
+
+def _text(model):
+    """(name, text config, decoder module with layers/norm/rotary, lm_head) of a covered class."""
+    name = type(model).__name__
+    if name in VISION:
+        return name, model.config.text_config, model.model.language_model, model.lm_head
+    return name, model.config, model.model, model.lm_head
 
 
 def unsupported(model) -> str | None:
     """Why the lean step cannot decode `model` (a sentence), or None when it can."""
-    name, cfg = type(model).__name__, model.config
-    if name not in COVERED:
-        return f"{name} is not one of {', '.join(COVERED)}"
+    name = type(model).__name__
+    if name in VISION:
+        kind = model.config.text_config.model_type
+        if kind not in VISION[name]:
+            return f"{name} with a {kind!r} text model (covered: {', '.join(VISION[name])})"
+    elif name not in COVERED:
+        return f"{name} is not one of {', '.join(COVERED + tuple(VISION))}"
+    cfg = _text(model)[1]
     if getattr(cfg, "hidden_act", "silu") != "silu":
         return f"{name}: hidden_act {cfg.hidden_act!r}, the lean step has SiLU only"
     if getattr(cfg, "pretraining_tp", 1) != 1:
@@ -54,11 +70,11 @@ class LeanStep:
         reason = unsupported(model)
         if reason is not None:
             raise NotImplementedError(f"lean decode step: {reason}")
-        cfg, inner = model.config, model.model
+        _, cfg, inner, head = _text(model)
         self.embed = inner.embed_tokens.weight  # [vocab, hidden]
         self.rotary = inner.rotary_emb  # the model's rotary module (rope type and scaling included)
         self.norm = (inner.norm.weight, inner.norm.variance_epsilon)  # final RMSNorm (weight, eps)
-        self.head = (model.lm_head.weight, model.lm_head.bias)  # lm_head, tied to embed or not
+        self.head = (head.weight, head.bias)  # lm_head, tied to embed or not
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads  # query / key-value heads
         attn = inner.layers[0].self_attn
         self.head_dim, self.scaling = attn.head_dim, attn.scaling  # per-head width, 1/sqrt(head_dim)
