@@ -1,6 +1,6 @@
 """Measure the miniature family: checkpoint sizes, build times, and pass@k on the held-out problems.
 
-    .venv/bin/python benchmarks/miniature.py [--experiment miniature] [--n 256] [--models ...]
+    .venv/bin/python benchmarks/miniature.py [--experiment miniature] [--n 256] [--models ...] [--out DIR]
 
 For each model, n samples per held-out problem (T and max_new_tokens from the experiment's
 `sampling` section, through boundary.sampling.decode), each graded twice: answer-only and
@@ -102,8 +102,9 @@ def main() -> None:
                     help="only sample and cache the counts of --models on --splits (e.g. while others still build)")
     ap.add_argument("--splits", nargs="*", default=["test", "unseen"], help="with --sample-only")
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--out", default=None, help="checkpoint folder (default: the experiment's miniature.out)")
     args = ap.parse_args()
-    exp = config.load(args.experiment)
+    exp = config.load(args.experiment, {"miniature.out": args.out})
     cfg = exp.miniature
     torch.set_num_threads(cfg.threads)
     out = exp.resolve(cfg.out)
