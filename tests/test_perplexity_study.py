@@ -22,7 +22,9 @@ def world(tmp_path_factory):
         pytest.skip(f"the smoke world is not built ({missing[0]}): make models EXPERIMENT=smoke")
     mp = pytest.MonkeyPatch()
     mp.setenv(config.OUTPUTS_ENV, str(tmp_path_factory.mktemp("outputs")))
-    cfg = config.load("smoke", {"benchmarks": [{"name": "miniature", "source": "models/smoke/benchmark",
+    text = [m.model_dump() for m in SMOKE.models if m.modality == "text"]  # the VLM pair needs a visual benchmark
+    cfg = config.load("smoke", {"models": text,
+                                "benchmarks": [{"name": "miniature", "source": "models/smoke/benchmark",
                                                 "n": 3, "limit": 6}],
                                 "perplexity.responses": 2})
     runs.sample(cfg, progress=False)

@@ -204,6 +204,7 @@ def perplexity_trend(trend: pd.DataFrame, title: str = "") -> plt.Figure:
                     color=c, marker="o", ms=4, lw=1.6, capsize=3, label=run)
     ax.set(xlabel="RL step (0: the base model's own responses)", ylabel="median PPL under base", title=title)
     ax.legend(fontsize=8)
+    return fig
 
 
 def perplexity_distributions(scored: pd.DataFrame, scorer: str, title: str = "") -> plt.Figure:
