@@ -68,6 +68,27 @@ def counts(folder: Path, problems: list[dict], n: int, cfg, cache: Path) -> pd.D
     return df
 
 
+def store_counts(exp, label: str, benchmark: str, problems: list[dict], n: int) -> pd.DataFrame:
+    """The same per-problem counts from the experiment's sample store and verdicts (`make all`'s
+    samples, graded by boundary.verify: answer-only through Math-Verify, trace through the checker)."""
+    from boundary import runs
+
+    model = next((m for m in exp.models if m.label == label), None)
+    if model is None:
+        raise SystemExit(f"params/{exp.name}.yaml has no model {label!r} (its labels: {[m.label for m in exp.models]})")
+    v = runs.grade(exp.only(benchmark), progress=False, models=[model], n=n)
+    g = v.assign(stop=v["finish_reason"] == "stop").groupby("problem")
+    got = pd.DataFrame({"n": g.size(), "c_answer": g["correct"].sum(), "c_trace": g["trace_correct"].sum(),
+                        "truncated": g.size() - g["stop"].sum()})
+    ids = [f"{benchmark}/{p['id']}" for p in problems]
+    missing = [i for i in ids if i not in got.index]
+    if missing or (got["n"] < n).any():
+        raise SystemExit(f"{label} on {benchmark}: the store lacks samples (e.g. {(missing or list(got.index))[0]}): run make samples")
+    got = got.loc[ids].astype(int).reset_index(drop=True)
+    return pd.concat([pd.DataFrame({"id": [p["id"] for p in problems],
+                                    "difficulty": [p["difficulty"] for p in problems]}), got], axis=1)
+
+
 def table(dfs: dict[str, pd.DataFrame], verdict: str, groups: dict[str, np.ndarray], ks=KS) -> pd.DataFrame:
     """pass@k per group of problems and model: rows (group, model), columns pass@k."""
     rows = []
@@ -103,6 +124,8 @@ def main() -> None:
     ap.add_argument("--splits", nargs="*", default=["test", "unseen"], help="with --sample-only")
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--out", default=None, help="checkpoint folder (default: the experiment's miniature.out)")
+    ap.add_argument("--from-store", action="store_true",
+                    help="count the experiment's stored, graded samples (make all) instead of sampling here")
     args = ap.parse_args()
     exp = config.load(args.experiment, {"miniature.out": args.out})
     cfg = exp.miniature
@@ -128,7 +151,12 @@ def main() -> None:
         seconds = json.loads((folder / "miniature.json").read_text()).get("seconds")
         print(f"  {name:22s} {size / 1e6:6.2f} MB" + (f"   built in {seconds} s" if seconds else ""))
 
-    dfs = {m: counts(out / m, test, args.n, exp, cache_of(bench, out / m, "test", args.n)) for m in names}
+    def get(m: str, split: str, probs: list[dict]) -> pd.DataFrame:
+        if args.from_store:
+            return store_counts(exp, m, {"test": "miniature", "unseen": "miniature-unseen"}[split], probs, args.n)
+        return counts(out / m, probs, args.n, exp, cache_of(bench, out / m, split, args.n))
+
+    dfs = {m: get(m, "test", test) for m in names}
     d = dfs[names[0]]["difficulty"].to_numpy()
     groups = {f"d={k}": d == k for k in sorted(set(d))} | {"d>=4": d >= 4, "all": np.ones_like(d, bool)}
     groups = {g: m for g, m in groups.items() if m.any()}
@@ -145,7 +173,7 @@ def main() -> None:
     print(f"\ntruncated samples (graded wrong) on `test`: {trunc}")
 
     uns_names = args.unseen_models or ["base", "distilled", "teacher"]
-    udfs = {m: counts(out / m, unseen, args.n, exp, cache_of(bench, out / m, "unseen", args.n)) for m in uns_names}
+    udfs = {m: get(m, "unseen", unseen) for m in uns_names}
     ud = udfs["base"]["difficulty"].to_numpy()
     ugroups = {f"d={k}": ud == k for k in sorted(set(ud))} | {"all": np.ones_like(ud, bool)}
     for verdict in ("answer", "trace"):
