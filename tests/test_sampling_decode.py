@@ -242,3 +242,21 @@ def test_rows_in_the_same_state_are_computed_once(model, monkeypatch):
     computed.clear()
     run(model, samples=[range(6)] * 3, batch_size=5, stop_token_ids=[], max_new_tokens=12)
     assert max(computed) <= 5 and max(computed) > 1
+
+
+def test_a_vision_language_model_never_samples_its_image_placeholder():
+    """The image token is input-only: even where the model puts mass on it, no sample contains it."""
+    from tiny_lm import IMAGE_TOKEN, tiny_llava
+
+    vlm = tiny_llava()
+    prompt = [1] + [IMAGE_TOKEN] * 5 + [5, 6, 7]
+    image = {"pixel_values": torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))}
+    with torch.no_grad():  # the placeholder made the likeliest first token: its head row, 3x the top token's
+        first = vlm(torch.tensor([prompt]), **image).logits[0, -1]
+        top = int(first.argmax())
+        assert first[top] > 0
+        vlm.lm_head.weight[IMAGE_TOKEN] = 3 * vlm.lm_head.weight[top]
+    assert decode.placeholders(vlm) == [IMAGE_TOKEN] and decode.placeholders(tiny_llama()) == []
+    out = list(generate(vlm, [prompt], [7], [range(32)], seed=0, temperature=1.0, max_new_tokens=12,
+                        stop_token_ids=[2], extra=[image]))
+    assert len(out) == 32 and not any(IMAGE_TOKEN in c.tokens for c in out)

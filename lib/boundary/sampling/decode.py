@@ -363,6 +363,16 @@ def _regroup(node: torch.Tensor, tokens: torch.Tensor, vocab: int, mask: torch.T
     return where[inverse], feed, mask, lengths
 
 
+def placeholders(model) -> list[int]:
+    """Token ids a vision-language model reserves for its image (or video) slots. They are inputs
+    only: a sampled one would be read back as a slot to fill with image features (and break the
+    next forward), so `generate` gives them probability 0, as they have in the model's training
+    targets. Empty for text models."""
+    cfg = model.config
+    names = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
+    return sorted({int(v) for v in (getattr(cfg, n, None) for n in names) if v is not None})
+
+
 def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens, stop_token_ids,
             pad_token_id, batch_size, extra, progress) -> Iterator[Completion]:
     """The decoding loop of `generate` (arguments as there, already checked).
@@ -376,6 +386,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
     """
     device = model.device
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
+    never = placeholders(model)  # image placeholder ids: input-only, never sampled
     lean = None if unsupported(model) else LeanStep(model)  # the lean step where it covers the model, else HF forward
     memo: dict[int, _Prefilled] = {}  # prefilled prompts with samples still to schedule
     remaining = [len(idx) for idx in samples]  # samples of each prompt not yet scheduled
@@ -402,6 +413,8 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
         slot = torch.arange(len(rows), device=device)  # per live row: its position in `rows`
         generated = torch.empty((len(rows), max_new_tokens), dtype=torch.long, device=device)  # per live row
         for step in range(max_new_tokens):
+            if never:
+                logits[:, never] = float("-inf")
             u = uniforms_at(stream, step) if temperature > 0 else None
             tokens = sample(logits, u, temperature, top_p, node)
             generated[:, step] = tokens
