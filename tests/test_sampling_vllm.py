@@ -126,6 +126,7 @@ def visual_problems(backend, images):
 
 
 def test_vlm_greedy_matches_the_transformers_backend(vllm_vlm, llava):
+    # Both never sample the image placeholder (this random model's greedy choice at one step)
     hf = TransformersBackend(llava, device="cpu", dtype="float32")
     greedy = Sampling(temperature=0.0, max_new_tokens=16)
     reqs = [Request(pid, p, (0,), img) for pid, p, img in visual_problems(hf, [0, 1, 2])]

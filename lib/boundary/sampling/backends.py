@@ -342,15 +342,20 @@ class VLLMBackend:
         """Send the requests in chunks of `self.chunk`; yield each chunk's samples when it completes."""
         from vllm import SamplingParams
 
+        from boundary.sampling.decode import placeholders
+
         check_images(requests, self.vision, self.llm.llm_engine.model_config.model)
         prompts = [encode(self.tokenizer, r.prompt) for r in requests]
         hashes = [r.sha256 for r in requests]
         todo = [(j, i) for j, r in enumerate(requests) for i in r.samples]
+        # image placeholders are never sampled, as in decode.generate; -100 is vLLM's floor for a bias
+        never = {t: -100.0 for t in placeholders(self.llm.llm_engine.model_config.hf_config)} or None
         for start in range(0, len(todo), self.chunk):
             part = todo[start:start + self.chunk]
             sp = [SamplingParams(n=1, seed=sample_seed(params.seed, requests[j].problem_id, i),
                                  temperature=params.temperature, top_p=params.top_p,
-                                 max_tokens=params.max_new_tokens, stop=list(params.stop) or None)
+                                 max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+                                 logit_bias=never)
                   for j, i in part]
             outs = self.llm.generate([self._prompt(requests[j], prompts[j]) for j, _ in part], sp, use_tqdm=False)
             for (j, i), out in zip(part, outs):

@@ -364,11 +364,11 @@ def _regroup(node: torch.Tensor, tokens: torch.Tensor, vocab: int, mask: torch.T
 
 
 def placeholders(model) -> list[int]:
-    """Token ids a vision-language model reserves for its image (or video) slots. They are inputs
+    """Token ids a vision-language model (or its config) reserves for its image (or video) slots. They are inputs
     only: a sampled one would be read back as a slot to fill with image features (and break the
     next forward), so `generate` gives them probability 0, as they have in the model's training
     targets. Empty for text models."""
-    cfg = model.config
+    cfg = getattr(model, "config", model)  # a model, or its (HF) config
     names = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
     return sorted({int(v) for v in (getattr(cfg, n, None) for n in names) if v is not None})
 
