@@ -22,12 +22,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import bench_model
 from boundary.sampling import lean
 from boundary.sampling.decode import generate, problem_key
-from sampling_throughput import Arithmetic, Miniature
+from sampling_throughput import load
 
 
 def main() -> None:
@@ -39,12 +37,7 @@ def main() -> None:
     ap.add_argument("--profile", default="256:0", help="the n:shots configuration profiled")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    path = a.model or bench_model.build()
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    kind = Miniature if (Path(path) / "miniature.json").exists() else Arithmetic
-    qs = kind.questions(a.problems)
+    path, tok, model, kind, qs = load(a)
     if lean.unsupported(model):
         raise SystemExit(f"{path}: the lean step does not cover this model ({lean.unsupported(model)})")
 

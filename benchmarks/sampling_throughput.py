@@ -156,6 +156,17 @@ def bench(model, tok, qs: list[str], n: int, shots: int, a, kind) -> dict:
             "correct": (sum(c[1] == "correct" for c in cells_o) / len(cells_o), sum(c[1] == "correct" for c in cells_h) / len(cells_h))}
 
 
+def load(a) -> tuple:
+    """(path, tokenizer, float32 model, problem kind, questions) from the command line's --model,
+    --threads and --problems (a miniature checkpoint gets its own problems; else the bench model)."""
+    torch.set_num_threads(a.threads)
+    path = a.model or bench_model.build()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    kind = Miniature if (Path(path) / "miniature.json").exists() else Arithmetic
+    return path, tok, model, kind, kind.questions(a.problems)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint folder (default: the benchmark's trained tiny Llama)")
@@ -167,12 +178,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the CI machine is shared)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each sampler, alternating; the fastest counts")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    path = a.model or bench_model.build()
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    kind = Miniature if (Path(path) / "miniature.json").exists() else Arithmetic
-    qs = kind.questions(a.problems)
+    path, tok, model, kind, qs = load(a)
     print(f"model {path}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {a.problems} problems "
           f"({kind.__name__.lower()}), max_new_tokens={a.max_new_tokens}, T={a.temperature}, top_p={a.top_p}, "
           f"threads={a.threads}, fastest of {a.repeats} alternating runs; decode step: {unsupported(model) or 'lean'}")

@@ -236,12 +236,8 @@ def _engine(cfg, model) -> dict:
         llm = vllm.LLM(model=path, revision=model.revision, tensor_parallel_size=cfg.sampling.tensor_parallel_size,
                        enable_prefix_caching=True, seed=0)
         return {"tokenizer": llm.get_tokenizer(), "llm": llm, "model": None, "pad": 0}
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(path, revision=model.revision)
-    m = AutoModelForCausalLM.from_pretrained(path, revision=model.revision, dtype="auto")
-    m = m.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    pad = tok.pad_token_id if tok.pad_token_id is not None else backends.stop_token_ids(tok)[0]
-    return {"tokenizer": tok, "llm": None, "model": m, "pad": pad}
+    b = backends.TransformersBackend(model.path, model.revision)  # as at sampling: device, dtype, padding id
+    return {"tokenizer": b.tokenizer, "llm": None, "model": b.model, "pad": b.pad_id}
 
 
 def medians(scores: pd.DataFrame, by: Sequence[str] = ("condition",), B: int = 1000, ci: float = 0.95,
