@@ -118,7 +118,7 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
         rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
                      "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,
                      "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2),
-                     "backend": backend.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                     "backend": backend.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         load_s = 0.0  # the model was loaded once, for its first benchmark
     log = pd.DataFrame(rows)
     path = cfg.results_dir / "sampling_log.csv"

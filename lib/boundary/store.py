@@ -86,7 +86,7 @@ class StoreKey:
 
 # Sampling fields that do not change any sample (throughput and placement only). Every other field
 # of boundary.config.Sampling enters the key, so a field added later is keyed by default.
-NOT_KEYED = ("batch_size", "tensor_parallel_size", "backend")  # backend is keyed on its own
+NOT_KEYED = ("batch_size", "tensor_parallel_size", "kv_cache_bytes", "backend")  # backend is keyed on its own
 
 
 def sha256_text(text: str, digits: int = 64) -> str:

