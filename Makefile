@@ -26,7 +26,7 @@ export TZ := UTC
 TEST_THREADS := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
 
 
-.PHONY: help setup all models samples verify passk perplexity distillation test test-real-model test-vllm clean distclean references
+.PHONY: help setup all models samples verify passk perplexity distillation report lab test test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -84,6 +84,20 @@ VISUAL := $(shell grep -qE 'modality: *vision' $(PARAMS) 2>/dev/null && echo 1)
 visual: $(RUNS)/05_visual_reasoning.ipynb ## notebook 05: visual pass@k (CIs, crossover, coverage), PPL of RL answers under the base VLM
 $(RUNS)/05_visual_reasoning.ipynb: $(RUNS)/02_verification.ipynb
 all: $(if $(VISUAL),visual)
+
+# The reader's report: every notebook `all` runs for this experiment, as static pages with an index.
+NOTEBOOKS := $(if $(REPLAY),03_pass_at_k,01_sampling 02_verification 03_pass_at_k 04_perplexity 06_distillation \
+	$(if $(VISUAL),05_visual_reasoning))
+REPORT := results/$(EXPERIMENT)/report/index.html
+report: $(REPORT) ## HTML report of EXPERIMENT (runs whatever stage has not run): results/<experiment>/report/index.html
+$(REPORT): $(foreach nb,$(NOTEBOOKS),$(RUNS)/$(nb).ipynb) lib/boundary/report.py | $(STAMP)
+	$(PY) -m boundary.report $(EXPERIMENT)
+all: report
+	@echo ">> open $(REPORT)"
+
+lab: $(STAMP) ## JupyterLab on notebooks/ with the project's environment as its kernel
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS),lab]'
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 # A notebook run: papermill writes a temporary file that is moved into place only on success;
 # --log-output shows the cells' output (and progress) in the terminal.

@@ -1,8 +1,10 @@
 """Figures in one house style (seaborn), saved under `figures/<experiment>/`.
 
 Notebooks hold no `def`, so every figure is built by a function here that takes tables
-the analysis modules return and gives back a matplotlib Figure; `save` writes it and
-closes it, so figures never pile up in memory or leak into nbval's comparisons.
+the analysis modules return and gives back a matplotlib Figure; `save` writes it, shows it in the
+notebook's cell (JupyterLab, papermill's executed copy, the HTML report) and closes it, so figures
+never pile up in memory. The cell shows the PNG that was written, byte for byte, whatever
+matplotlib backend the kernel runs (headless runs use Agg); nbval compares only its text repr.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from boundary import config
+from boundary import config, files
 from boundary.config import Experiment
 
 PALETTE = {"base": "#4C72B0", "rl": "#C44E52", "distilled": "#55A868", "instruct": "#8172B2",
@@ -33,14 +35,25 @@ def colour(model: str, i: int = 0) -> str:
 
 
 def save(fig: plt.Figure, name: str, cfg: Experiment) -> str:
-    """Write `figures/<experiment>/<name>.png`, close the figure, return the path (from the root)."""
+    """Write `figures/<experiment>/<name>.png`, show it in the running notebook (if any), close the
+    figure, return the path (from the root)."""
     cfg.figures_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.figures_dir / f"{name}.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)  # written whole, then moved: a crash never leaves half a figure
-    tmp.replace(path)
+    files.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), fsync=False)  # never half a figure
     plt.close(fig)
+    show(path)
     return str(path.relative_to(config.outputs_root()))
+
+
+def show(path) -> None:
+    """Display a saved PNG in the cell that is running, when an IPython kernel runs it (a script
+    or a test shows nothing)."""
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
 
 
 def passk_curves(table: pd.DataFrame, title: str = "", crossover: int | None = None) -> plt.Figure:
