@@ -9,6 +9,7 @@ import pytest
 from boundary import tasks
 from boundary.tasks import parse
 from boundary.tasks.registry import Hub, Spec
+from boundary.verify.extract import boxed
 
 # benchmark -> problems in its shared copy (the expected row counts)
 COUNTS = [
@@ -224,8 +225,8 @@ BOXED = [
 
 
 @pytest.mark.parametrize("text,expected", BOXED)
-def test_last_boxed(text, expected):
-    assert parse.last_boxed(text) == expected
+def test_boxed_reads_minerva_golds(text, expected):
+    assert boxed(text) == expected
 
 
 @pytest.mark.shared

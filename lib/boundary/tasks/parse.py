@@ -15,22 +15,7 @@ import re
 
 from boundary.tasks.problem import Problem
 from boundary.tasks.rows import Row
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}) in `text`, braces matched; None if absent.
-    Written here because Math-Verify parses answers to sympy but does not return the raw LaTeX."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[begin:i]
-        i += 1
-    return None
+from boundary.verify.extract import boxed  # the project's one \boxed{} parser (Minerva's gold)
 
 
 def _question(row: Row, gold: str | None) -> str:
@@ -93,7 +78,7 @@ def minerva_math(row: Row, name: str) -> Problem:
     if row.data.get("answer") is not None:
         gold = _number(row.get("answer", (str, int, float)))
     else:
-        gold = last_boxed(row.get("solution"))
+        gold = boxed(row.get("solution"))
         if gold is None:
             raise row.fail("field 'solution' has no \\boxed{...} answer")
     return Problem(id=f"{name}/{_native_id(row, 'idx')}", benchmark=name, question=_question(row, gold),
