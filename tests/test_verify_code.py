@@ -1,13 +1,14 @@
 """boundary.verify.code: the sandbox against hostile programs, forgery attempts, the evalplus and
 LiveCodeBench formats, and the real HumanEval+/MBPP+/LiveCodeBench tests."""
 import ast
-import gzip
 import json
 import os
 import tempfile
 
 import pytest
 
+from boundary import tasks
+from boundary.tasks import parse
 from boundary.verify import code
 
 ADD_TEST = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate('a', 'b') == 'ab'\n"
@@ -192,18 +193,19 @@ def test_same_stdout_follows_livecodebench():
 # ---------------------------------------------------------------- HumanEval+ and MBPP+
 
 def _evalplus(shared, benchmark):
-    path = {"humaneval": ("humaneval_plus", "HumanEvalPlus-v0.1.10.jsonl.gz"),
-            "mbpp": ("mbpp_plus", "MbppPlus-v0.2.0.jsonl.gz")}[benchmark]
-    rows = [json.loads(line) for line in gzip.open(shared("data", "benchmarks", *path))]
-    out = []
-    for r in rows:
-        fix = (lambda x: code.mbpp_inputs(r["task_id"], x)) if benchmark == "mbpp" else list
-        tests = {"format": benchmark, "entry_point": r["entry_point"], "atol": r["atol"],
-                 "base_inputs": fix(r["base_input"]), "plus_inputs": fix(r["plus_input"] or []),
-                 "canonical_solution": r["canonical_solution"], "prompt": r["prompt"] if benchmark == "humaneval" else "",
-                 "test": r.get("test") or r.get("assertion")}
-        out.append((r["task_id"], code._canonical(tests), tests))
-    return out
+    """(task id, canonical program, tests) of every task, through the loader (MBPP+ inputs are
+    deserialized there, so these tests grade what production grades)."""
+    name = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}[benchmark]
+    problems = tasks.load(name, source=shared("data", "benchmarks", name))
+    return [(p.id.split("/", 1)[1], code._canonical(p.tests), p.tests) for p in problems]
+
+
+@pytest.mark.shared
+def test_loader_deserializes_mbpp_inputs(shared):
+    """Mbpp/2 takes tuples: the loader gives tuples, not the JSON lists of the release file."""
+    p = next(p for p in tasks.load("mbpp_plus", source=shared("data", "benchmarks", "mbpp_plus")) if p.id.endswith("/2"))
+    assert all(isinstance(a, tuple) for inp in p.tests["base_inputs"] for a in inp)
+    assert parse.mbpp_inputs("Mbpp/2", [[[1, 2], [2, 3]]]) == [[(1, 2), (2, 3)]]
 
 
 def _wrong_return(program, entry):

@@ -41,6 +41,10 @@ EVALPLUS_STOP = {"humaneval": EVALPLUS_EOS + ("\ndef ", "\nclass ", "\nimport ",
 # Code-fence lines: ``` or ~~~, optionally a language tag. Languages other than these are not programs.
 _FENCE = re.compile(r"^[ \t]*(```|~~~)[ \t]*([\w+#.-]*)[^\n]*$", re.M)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3", "pycon"}
+# A line that only code starts with: a block that does not compile but has one is a broken program
+# (`wrong`, with the syntax error); one without is prose or data (`no_answer`).
+_CODE_LINE = re.compile(r"^\s*(?:(?:def|class|import|from|return|for|while|if|elif|else|try|except|with|print)\b"
+                        r"|[A-Za-z_][\w.\[\], ]*\s*[-+*/%]?=(?!=))", re.M)
 # What a stdin program does that a sample input/output block does not.
 _IO = re.compile(r"\binput\s*\(|\bstdin\b|\bopen\s*\(\s*0|\bprint\s*\(|\bstdout\b|\bexit\s*\(")
 
@@ -252,11 +256,12 @@ def program(response: str, *, fmt: str, entry: str | None, prompt: str = "", pre
 def _program_in(text: str, fmt: str, entry: str | None, prompt: str, prefilled: bool, completion: bool) -> Extracted:
     method = fmt == "functional"
     if completion and fmt in EVALPLUS_STOP:
-        whole = prompt + _cut(text, EVALPLUS_STOP[fmt])
+        cut = _cut(text, EVALPLUS_STOP[fmt])
+        whole = prompt + cut
         tree = _tree(whole)
-        if tree is not None and entry and _defines(tree, entry, method):
+        if cut.strip() and tree is not None and entry and _defines(tree, entry, method):
             return Extracted(sanitize(whole, tree), "completion")
-        if not _FENCE.search(text) and text.strip():  # a function body that does not compile
+        if not _FENCE.search(text) and _CODE_LINE.search(cut):  # a function body that does not compile
             return Extracted(whole, "completion:does-not-compile")
     blocks = [b for b in code_blocks(("```python\n" if prefilled else "") + text) if b.python and b.code.strip()]
     bare = not blocks
@@ -274,12 +279,14 @@ def _program_in(text: str, fmt: str, entry: str | None, prompt: str, prefilled: 
         for b, tree in reversed(parsed):
             if tree is not None and tree.body and not all(isinstance(n, ast.Expr) for n in tree.body):
                 return Extracted(b.code, "fence:last-compiling")
-        return Extracted(blocks[-1].code, "fence:does-not-compile")
+        return _broken_or_none(blocks)
     for b in reversed(blocks):
         tree = _tree(b.code)
         if tree is not None and _defines(tree, entry, method):
             return Extracted(sanitize(b.code, tree), "bare:entry-point" if bare else "fence:entry-point")
-        if prompt and not method:
+    for b in reversed(blocks):  # a body without its signature (indented): the prompt's signature completes it
+        first = next((line for line in b.code.split("\n") if line.strip()), "")
+        if prompt and not method and first[:1] in (" ", "\t"):
             joined = prompt + b.code
             tree = _tree(joined)
             if tree is not None and _defines(tree, entry, method):
@@ -289,7 +296,16 @@ def _program_in(text: str, fmt: str, entry: str | None, prompt: str, prefilled: 
     named = [b for b in blocks if re.search(rf"\bdef\s+{re.escape(entry)}\s*\(", b.code)]
     if named:  # it tried to define the entry point but the block does not compile
         return Extracted(named[-1].code, "fence:does-not-compile")
-    compiling = [b for b in blocks if _tree(b.code) is not None]
+    compiling = [b for b in blocks if (t := _tree(b.code)) is not None and _CODE_LINE.search(b.code) and t.body]
     if compiling:  # a program, but not the function asked for: graded (wrong), not no_answer
         return Extracted(compiling[-1].code, "fence:no-entry-point")
-    return Extracted(blocks[-1].code, "fence:does-not-compile")
+    return _broken_or_none(blocks)
+
+
+def _broken_or_none(blocks: list[_Block]) -> Extracted:
+    """No block compiles: the last one that looks like code (graded `wrong` with its syntax error),
+    or nothing (prose or data in fences: `no_answer`)."""
+    code = [b for b in blocks if _CODE_LINE.search(b.code)]
+    if code:
+        return Extracted(code[-1].code, "fence:does-not-compile")
+    return Extracted(None, "none", "no code in the response's blocks (prose or data only)")

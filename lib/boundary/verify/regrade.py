@@ -60,9 +60,14 @@ def problems_from_golds(gold: Mapping | pd.DataFrame) -> dict[str, Problem]:
     return out
 
 
+def _plain(x):
+    """JSON for what json.dumps cannot write: sets sorted (their order varies between runs), the rest as str."""
+    return sorted(map(repr, x)) if isinstance(x, (set, frozenset)) else str(x)
+
+
 def _hash(*parts) -> str:
     """A short stable hash of a verdict's inputs (text, gold, answer type, options, template, prompt)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    blob = json.dumps(parts, sort_keys=True, default=_plain).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
