@@ -214,13 +214,12 @@ def _private_tmp(libc, proc: bool) -> bool:
     if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:  # our mounts stay ours
         return False
     cwd = os.getcwd()
-    ok = True
-    for d in PRIVATE_DIRS:
-        if os.path.isdir(d) and not os.path.islink(d):
-            ok = libc.mount(b"tmpfs", d.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, PRIVATE_SIZE) == 0 and ok
-    if ok and any(cwd == d or cwd.startswith(d + "/") for d in PRIVATE_DIRS):
+    mounted = [d for d in PRIVATE_DIRS if os.path.isdir(d) and not os.path.islink(d)
+               and libc.mount(b"tmpfs", d.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, PRIVATE_SIZE) == 0]
+    ok = len(mounted) == sum(os.path.isdir(d) and not os.path.islink(d) for d in PRIVATE_DIRS)
+    if any(cwd == d or cwd.startswith(d + "/") for d in mounted):
         os.makedirs(cwd, exist_ok=True)  # in the new tmpfs; "." below still names the real directory
-        ok = libc.mount(b".", cwd.encode(), None, MS_BIND, None) == 0
+        ok = libc.mount(b".", cwd.encode(), None, MS_BIND, None) == 0 and ok
         os.chdir(cwd)
     if proc:  # only this namespace's processes show (and /proc/self/fd, used after dropping root, works)
         libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
