@@ -238,10 +238,11 @@ def program(response: str, *, fmt: str, entry: str | None, prompt: str = "", pre
     - completion: the prompt plus the completion cut at evalplus's stop sequences, when that
       defines the entry point; else the fenced blocks below (a base model may answer in fences);
     - fenced blocks (python or untagged): for a function, the last block that defines the entry
-      point (or, a body without its signature, the prompt plus the block); for stdin, the last block
-      that compiles and reads or writes; a response without fences is taken whole if it compiles;
-    - a candidate that does not compile is still returned (the caller grades it `wrong`, with the
-      syntax error), but only when no block compiles; no candidate at all is `no_answer`.
+      point (else an indented body without its signature: the prompt plus the block); for stdin,
+      the last block that compiles and reads or writes; a response without fences counts whole
+      only if it is such a program (prose is not);
+    - when no block compiles, the last one that looks like code is returned (the caller grades it
+      `wrong`, with the syntax error); prose or data in fences, or nothing, is `no_answer`.
     Function programs are `sanitize`d (usage examples and `__main__` blocks removed).
     """
     tail, closed = after_reasoning(response)
