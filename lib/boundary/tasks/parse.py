@@ -128,9 +128,15 @@ def mbpp_plus(row: Row, name: str) -> Problem:
     if isinstance(plus, dict) and plus:  # v0.2.0 stores Mbpp/793's empty plus inputs as {}
         raise row.fail("field 'plus_input' should be a list of argument lists")
     task_id = row.get("task_id")
+    inputs = {}
+    for field, raw in (("base_input", row.get("base_input", list)), ("plus_input", list(plus))):
+        try:
+            inputs[field] = mbpp_inputs(task_id, raw)
+        except (TypeError, ValueError, IndexError, KeyError) as e:
+            raise row.fail(f"field {field!r} does not have the shape evalplus gives {task_id}'s arguments "
+                           f"({type(e).__name__}: {e})") from None
     tests = {"format": "mbpp", "entry_point": row.get("entry_point"),
-             "base_inputs": mbpp_inputs(task_id, row.get("base_input", list)),
-             "plus_inputs": mbpp_inputs(task_id, list(plus)),
+             "base_inputs": inputs["base_input"], "plus_inputs": inputs["plus_input"],
              "atol": float(row.get("atol", (int, float), optional=True) or 0),
              "canonical_solution": row.get("canonical_solution"),
              "test": row.get("assertion", optional=True)}
