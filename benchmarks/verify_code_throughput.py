@@ -16,6 +16,13 @@ did before `boundary.verify.grade` (the program is the whole response), "after" 
 `boundary.verify.grade_many` (extract, then run). Expected outputs are computed before the clock.
 
 Run: .venv/bin/python benchmarks/verify_code_throughput.py [--workers 2] [--base-only] [--grading 1000]
+
+Measured (--grading 1000 --workers 2, 2 shared cores under contention from other jobs, load 5-12,
+root: PID + mount namespaces on; 424 of the 1,000 responses hold a passing program):
+  base inputs:        before 12.1 samples/s, 0 correct (all 1,000 `wrong`);
+                      after  19.6 samples/s, 1000/1000 verdicts as expected (424 correct, 410 wrong, 166 no_answer)
+  base + plus inputs: before 20.0 samples/s, 0 correct; after 4.8 samples/s, 1000/1000 as expected
+("before" is fast only because nearly every raw response fails to load; "after" runs the real tests.)
 """
 import argparse
 import dataclasses
