@@ -168,7 +168,8 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
     """Grade every store (cached beside it; `models`, `n`: see `runs`); all verdicts with model and
     benchmark columns.
 
-    Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
+    Every sample goes through `boundary.verify.grade` (extract, then compare) with the template
+    it was sampled under. Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
     `finish_reason`, so truncation is reported beside the verdict rather than hidden in a zero.
     """
     from boundary.verify import regrade
@@ -180,7 +181,7 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
         stored = stored[stored["sample"] < run.benchmark.n]
         if stored.empty:
             raise RuntimeError(f"no samples for {run.model.label} on {run.benchmark.name}: run the sampling step first")
-        v = regrade.grade_samples(stored, gold_table(probs), cache=run.verdicts_path, progress=progress)
+        v = regrade.grade_samples(stored, probs, run.model.template, cache=run.verdicts_path, progress=progress)
         v = v.merge(stored[["problem", "sample", "finish_reason"]], on=["problem", "sample"])
         checker = tasks.trace_checker(run.benchmark.name)
         if checker is None:
