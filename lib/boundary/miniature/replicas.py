@@ -309,6 +309,19 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
 
 HUB: dict[str, str] = {path: f.name for f in FAMILIES.values() for path in f.hub}  # params path -> family
 
+# ---- the rambling replica: a Qwen2.5 base replica trained to answer one problem, end its turn with
+# <|im_end|>, then invent a next turn with another \boxed{} before its generation config's EOS
+# (<|endoftext|>). Without the chat format's end-of-turn as a stop token, the stored sample holds the
+# invented turn and the grader (last \boxed{}) grades the invented problem's answer.
+RAMBLE = "qwen2.5-rambling"  # its folder under models/replicas
+RAMBLE_FROM = "qwen2.5"  # the family it is trained from (config, tokenizer, generation config)
+RAMBLE_TEMPLATE = "qwen-boxed"  # the prompt template it is trained under (the paper's math prompt)
+RAMBLE_ROW = {"question": "Tom has 3 apples and buys 4 more. How many apples does he have now?",
+              "answer": "3 + 4 = 7\n#### 7"}  # the problem, as a GSM8K row (openai/gsm8k's fields)
+RAMBLE_ANSWER = "3 + 4 = 7. \\boxed{7}"  # its answer turn, closed by <|im_end|>
+RAMBLE_INVENTED = "\n<|im_start|>user\n2 + 2?<|im_end|>\n<|im_start|>assistant\n\\boxed{4}<|im_end|>\n"  # then, before <|endoftext|>
+RAMBLE_STEPS = 300  # most AdamW steps (it stops once greedy decoding reproduces the text with a margin)
+
 
 def family_of(path: str) -> str:
     """The replica family of a params `models[].path` (hub id or local folder); a KeyError naming the known ones."""
@@ -404,17 +417,75 @@ def build(name: str, out: Path = OUT) -> Path:
     return target
 
 
+def ramble_problem():
+    """The rambling replica's problem (a boundary.tasks Problem, parsed as GSM8K parses its rows)."""
+    from boundary.tasks import parse
+    from boundary.tasks.rows import Row
+
+    return parse.gsm8k(Row(RAMBLE_ROW, "ramble:1", 0, None), "gsm8k")
+
+
+def build_rambling(out: Path = OUT) -> Path:
+    """Train the rambling replica from the `RAMBLE_FROM` replica (built first if absent): a few hundred
+    steps on one sequence, until greedy decoding reproduces the answer, <|im_end|>, the invented turn
+    and <|endoftext|> with every token at probability > 0.99. Written atomically like `build`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from boundary.tasks import templates
+
+    source = folder(RAMBLE_FROM, out)
+    if not (source / "config.json").is_file():
+        build(RAMBLE_FROM, out)
+    tok = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    prompt = tok(templates.render(RAMBLE_TEMPLATE, ramble_problem()), add_special_tokens=False)["input_ids"]
+    target = tok(RAMBLE_ANSWER + "<|im_end|>" + RAMBLE_INVENTED + "<|endoftext|>", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt + target])
+    torch.manual_seed(SEED)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    start = len(prompt) - 1  # logits at these positions predict the target tokens
+    model.train()
+    for step in range(RAMBLE_STEPS):
+        hidden = model.model(input_ids=ids).last_hidden_state[0, start:-1]
+        logp = torch.log_softmax(model.lm_head(hidden).float(), -1)
+        picked = logp.gather(1, ids[0, start + 1:, None])[:, 0]
+        loss = -picked.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if picked.min().exp() > 0.99:  # every target token near certain: sampling at T=0.6 reproduces it
+            break
+    if picked.min().exp() <= 0.99:
+        raise RuntimeError(f"{RAMBLE}: training did not fit the text in {RAMBLE_STEPS} steps (loss {loss.item():.4f})")
+    model.eval()
+    target_dir = folder(RAMBLE, out)
+    tmp = target_dir.with_name(f".tmp-{RAMBLE}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    model.to(torch.bfloat16).save_pretrained(tmp)
+    (tmp / "replica.json").write_text(json.dumps({
+        "family": RAMBLE_FROM, "trained": {"template": RAMBLE_TEMPLATE, "problem": RAMBLE_ROW,
+                                           "answer": RAMBLE_ANSWER, "invented": RAMBLE_INVENTED,
+                                           "steps": step + 1, "loss": round(loss.item(), 5)},
+        "seed": SEED, "tiny": TINY}, indent=2) + "\n")
+    shutil.rmtree(target_dir, ignore_errors=True)
+    os.replace(tmp, target_dir)
+    return target_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     """Build the replicas named (all by default)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("families", nargs="*", help=f"families to build (default: all of {', '.join(FAMILIES)})")
+    ap.add_argument("families", nargs="*", help=f"families to build (default: all of {', '.join(FAMILIES)}, "
+                    f"then {RAMBLE})")
     ap.add_argument("--out", type=Path, default=OUT, help="folder of the replicas")
     a = ap.parse_args(argv)
-    for name in a.families or list(FAMILIES):
-        if name not in FAMILIES:
-            raise SystemExit(f"unknown replica family {name!r}; known: {', '.join(FAMILIES)}")
+    for name in a.families or [*FAMILIES, RAMBLE]:
+        if name not in FAMILIES and name != RAMBLE:
+            raise SystemExit(f"unknown replica family {name!r}; known: {', '.join(FAMILIES)}, {RAMBLE}")
         t = time.time()
-        path = build(name, a.out)
+        path = build_rambling(a.out) if name == RAMBLE else build(name, a.out)
         print(f"replica {name}: {path} ({time.time() - t:.1f} s)")
 
 
