@@ -54,7 +54,9 @@ MINIATURE_SRC := $(wildcard lib/boundary/miniature/*.py) lib/boundary/sampling/d
 	lib/boundary/plots.py
 MODELS := results/$(EXPERIMENT)/.models-built
 
-all: $(if $(REPLAY),passk,models samples verify passk perplexity distillation) ## run the whole study for EXPERIMENT
+# Notebook 06 compares a distilled model with the base and RL: only experiments that have one run it.
+DISTILLED := $(shell grep -qE 'role: *distilled' $(PARAMS) 2>/dev/null && echo 1)
+all: $(if $(REPLAY),passk,models samples verify passk perplexity $(if $(DISTILLED),distillation)) ## run the whole study for EXPERIMENT
 
 models: $(if $(MINI),$(MODELS)) $(if $(REPLICA),$(REPLICAS)) ## build the miniature family of EXPERIMENT (base, rl-seed*, teacher, distilled); the replicas under REPLICA=1
 
