@@ -210,6 +210,20 @@ def old_digest(key) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
+@pytest.mark.parametrize("build, template, kind", [
+    ("text", "chat-question", "math"),  # the miniature's text family
+    ("vision", "chat-image", "visual"),  # its LLaVA pair: a content-list chat template
+])
+def test_the_miniature_rule_is_its_eos_alone(build, template, kind):
+    from boundary.miniature import tokenizer as mini_tokenizer
+    from boundary.miniature import vision
+
+    tok = mini_tokenizer.build() if build == "text" else vision.processor().tokenizer
+    assert stops.end_of_turn(tok) == tok.eos_token_id  # "<assistant>...<eos>": the turn ends with EOS
+    rule = stops.rule_for(tok, None, template, kind)
+    assert rule == StopRule(token_ids=(tok.eos_token_id,), strings=()) and rule.keyed((tok.eos_token_id,)) == ()
+
+
 @pytest.mark.parametrize("experiment", ["smoke", "miniature"])
 def test_the_miniature_store_keys_are_unchanged(experiment):
     cfg = config.load(experiment)
