@@ -64,7 +64,7 @@ class Model(Strict):
     step: int | None = Field(None, ge=0)  # RL training step of this checkpoint (perplexity over training)
     modality: Literal["text", "vision"] = "text"  # vision: a vision-language model, sampled on the visual benchmarks only
     max_model_len: int | None = Field(None, ge=2)  # tokens of prompt + completion one sample may hold (vLLM's
-    # max_model_len; the transformers backend stops there too); None: the model's positions. Part of the store key when set
+    # max_model_len; the transformers backend stops there too); None: the model's positions. Keyed when set
 
 
 class Benchmark(Strict):

@@ -2,8 +2,8 @@
 
 Layout: `<root>/<slug>-<digest>/` per store key (model + its version, prompt-template hash,
 backend, every sampling parameter that changes outputs, seed; and, only where they depart from the
-model's defaults, the stop rule's additions and an explicit context window), holding `key.json` (the key in
-clear) and `shard-*.parquet` files, each one batch of samples. Why this shape:
+model's defaults, the stop rule's additions and an explicit context window), holding `key.json`
+(the key in clear) and `shard-*.parquet` files, each one batch of samples. Why this shape:
 
 - a shard is written to a temporary name in the same folder, fsynced, then renamed: a run killed
   at any moment (kill -9) leaves either the whole shard or only a `.tmp-*` file, which reads

@@ -414,7 +414,8 @@ class VLLMBackend:
         check_images(requests, self.vision, self.llm.llm_engine.model_config.model)
         prompts = [encode(self.tokenizer, r.prompt) for r in requests]
         config = self.llm.llm_engine.model_config
-        check_window(requests, [len(p) for p in prompts], config.max_model_len, config.model, "the engine's max_model_len")
+        check_window(requests, [len(p) for p in prompts], config.max_model_len, config.model,
+                     "the engine's max_model_len")
         stop_ids, stop_strings = stop_of(rule, (), params)
         hashes = [r.sha256 for r in requests]
         todo = [(j, i) for j, r in enumerate(requests) for i in r.samples]

@@ -55,7 +55,9 @@ LCB_STOPS = ("You are an expert Python programmer",)
 # Completion templates: per (template, kind), the strings that open a new problem in that format.
 COMPLETION_STOPS: dict[tuple[str, str], tuple[str, ...]] = {
     ("abel", "math"): ("Question:",),  # abel frames a problem as "Question:\n...\nAnswer:\n..."; not "Answer:"
-    ("plain", "math"): ("Please reason step by step",),  # the boxed instruction ends each plain problem (templates.BOXED)
+    # plain math opens a problem with its bare question: only the boxed instruction after it (templates.BOXED)
+    # marks a new one, so the invented question's text may stay, but never its answer
+    ("plain", "math"): ("Please reason step by step",),
     ("dapo", "math"): ("Solve the following math problem",),  # the DAPO prompt's opening; never "Answer:"
 }
 
