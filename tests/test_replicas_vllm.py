@@ -41,8 +41,8 @@ def engine_args(monkeypatch):
     load = backends.load
 
     def with_args(name, model, revision=None, params=None, **kwargs):
-        vision = "vl" in str(model)
-        return load(name, model, revision, params, **(ENGINE if vision else TEXT_ENGINE), **kwargs)
+        engine = ENGINE if "vl" in str(model) else TEXT_ENGINE
+        return load(name, model, revision, params, **{**engine, **{k: v for k, v in kwargs.items() if v is not None}})
 
     monkeypatch.setattr(backends, "load", with_args)
 

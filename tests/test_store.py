@@ -31,6 +31,7 @@ def test_key_changes_with_every_sampling_parameter(change):
 @pytest.mark.parametrize("change", [
     {"batch_size": 7},  # throughput only
     {"tensor_parallel_size": 4},  # placement only
+    {"kv_cache_bytes": 256 << 20},  # vLLM's memory only
 ])
 def test_key_ignores_throughput_settings(change):
     assert key(**change).digest() == key().digest()
@@ -38,7 +39,7 @@ def test_key_ignores_throughput_settings(change):
 
 def test_every_sampling_field_is_keyed_or_declared_unkeyed():
     keyed = {name for name, _ in key().sampling}
-    assert keyed | {"batch_size", "tensor_parallel_size", "backend"} == set(Sampling.model_fields)
+    assert keyed | {"batch_size", "tensor_parallel_size", "kv_cache_bytes", "backend"} == set(Sampling.model_fields)
 
 
 @pytest.mark.parametrize("other", [

@@ -86,6 +86,8 @@ class Model(Strict):
     template: str = "qwen-boxed"  # prompt template (boundary.tasks); the same for a base/RL pair
     step: int | None = Field(None, ge=0)  # RL training step of this checkpoint (perplexity over training)
     modality: Literal["text", "vision"] = "text"  # vision: a vision-language model, sampled on the visual benchmarks only
+    max_model_len: int | None = Field(None, ge=2)  # tokens of prompt + completion one sample may hold (vLLM's
+    # max_model_len; the transformers backend stops there too); None: the model's positions. Keyed when set
 
 
 class Benchmark(Strict):
@@ -109,7 +111,9 @@ class Sampling(Strict):
     seed: int = 0  # root of the per-(problem, sample index) seeds
     batch_size: int = Field(64, ge=1)  # sequences decoded together (transformers backend)
     tensor_parallel_size: int = Field(1, ge=1)  # GPUs per model (vllm backend)
-    stop: list[str] = []  # extra stop strings besides the tokenizer's end of sequence
+    kv_cache_bytes: int | None = Field(None, ge=1 << 20)  # vLLM's KV cache in bytes (None: 1 GiB on a CPU, vLLM's
+    # GPU share on a GPU; see sampling.backends.vllm_memory_args); memory only, not part of the store key
+    stop: list[str] = []  # extra stop strings besides the model's stop rule (boundary.sampling.stops)
 
 
 class PassK(Strict):

@@ -234,7 +234,7 @@ def _engine(cfg, model) -> dict:
     if cfg.sampling.backend == "vllm":
         import vllm
         llm = vllm.LLM(model=path, revision=model.revision, tensor_parallel_size=cfg.sampling.tensor_parallel_size,
-                       enable_prefix_caching=True, seed=0)
+                       enable_prefix_caching=True, seed=0, **backends.vllm_memory_args(cfg.sampling.kv_cache_bytes))
         return {"tokenizer": llm.get_tokenizer(), "llm": llm, "model": None, "pad": 0}
     b = backends.TransformersBackend(model.path, model.revision)  # as at sampling: device, dtype, padding id
     return {"tokenizer": b.tokenizer, "llm": None, "model": b.model, "pad": b.pad_id}
