@@ -77,9 +77,6 @@ def test_paper_experiment_runs_on_replicas_with_vllm(name, tmp_path, monkeypatch
     assert verdicts.status.notna().all()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="needs the stop rules of issue 14 (boundary.sampling.stop_rule, branch "
-                   "`sampling`): vLLM stops at the generation config's <|endoftext|> only, so the sample keeps "
-                   "the invented turn and its \\boxed{4} is graded")
 def test_rambling_sample_ends_with_its_first_turn_vllm(tmp_path, monkeypatch, engine_args):
     monkeypatch.setenv(config.OUTPUTS_ENV, str(tmp_path))
     check_first_turn_only(ramble_experiment(tmp_path, backend="vllm"))
