@@ -221,3 +221,16 @@ def check_first_turn_only(cfg):
 def test_rambling_sample_ends_with_its_first_turn_transformers(tmp_path, monkeypatch):
     monkeypatch.setenv(config.OUTPUTS_ENV, str(tmp_path))
     check_first_turn_only(ramble_experiment(tmp_path))
+
+
+def test_build_is_deterministic(tmp_path):
+    """`make replicas` writes the same weights and tokenizer every time (here: the Llama 3.1 family, the
+    fastest to build, against the folder `make replicas` wrote)."""
+    from safetensors.torch import load_file
+
+    made = built("llama3.1")
+    again = replicas.build("llama3.1", tmp_path)
+    ours, theirs = load_file(again / "model.safetensors"), load_file(made / "model.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert (again / "tokenizer.json").read_bytes() == (made / "tokenizer.json").read_bytes()
+    assert json.loads((again / "generation_config.json").read_text())["eos_token_id"] == 128001
