@@ -78,7 +78,8 @@ def test_config_tokens_and_generation_config(family):
     assert GenerationConfig.from_pretrained(path).eos_token_id == eos
     tok = AutoTokenizer.from_pretrained(path)
     assert tok.eos_token == tok_eos
-    for content, i in SPECIAL_IDS.get(family, SPECIAL_IDS["qwen2.5"] if "qwen2.5" in family else {}).items():
+    ids = SPECIAL_IDS.get(family, SPECIAL_IDS["r1-distill-qwen-7b" if family.startswith("r1") else "qwen2.5"])
+    for content, i in ids.items():
         assert tok.convert_tokens_to_ids(content) == i, content
         assert tok(f"a{content}b", add_special_tokens=False)["input_ids"] == [
             tok.convert_tokens_to_ids("a"), i, tok.convert_tokens_to_ids("b")]  # one token inside text
@@ -179,6 +180,10 @@ def test_qwen25_vl_replica_refuses_the_transformers_backend(tmp_path, monkeypatc
 
     with pytest.raises(NotImplementedError, match="multimodal rotary positions .* use the vllm backend"):
         TransformersBackend(built("qwen2.5-vl"), device="cpu")
+    monkeypatch.setenv(config.OUTPUTS_ENV, str(tmp_path))
+    cfg = config.load("paper/qwen2.5-vl-7b-easyr1", replicas=True)  # no vLLM here: the transformers backend
+    with pytest.raises(NotImplementedError, match="qwen2_5_vl uses multimodal rotary positions"):
+        runs.sample(cfg, progress=False)
 
 
 # ---- the rambling replica: answers, ends its turn, then invents another turn with another \boxed{}
