@@ -1,7 +1,9 @@
 """How many samples per problem a question needs: a planner by simulation from pilot counts.
 
 Given pilot counts of two models on the same problems (say n = 16), each problem's success rates
-are drawn from its posterior under the fitted distributions (`distribution.posterior_draws`),
+are drawn from its posterior under the fitted distributions (`distribution.posterior_draws`);
+the fits themselves are uncertain after a small pilot (the unsolvable share above all), so the
+worlds are split among fits on paired bootstrap resamples of the pilot's problems. Then
 new counts are sampled at each candidate n, and the paired bootstrap interval of treated - ref at
 k is computed exactly as `bootstrap_curves(...).difference` does. The power at n is the share of
 simulated worlds whose interval excludes zero on the side of that world's true difference; the
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from boundary.passk.compare import bootstrap_indices
-from boundary.passk.distribution import Fit, fit, posterior_draws
+from boundary.passk.distribution import fit, posterior_draws
 from boundary.passk.estimate import pass_at_k
 
 
@@ -42,24 +44,34 @@ class Plan:
 
 
 def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
-         power: float = 0.8, ci: float = 0.95, worlds: int = 200, B: int = 200, seed: int = 0,
-         fits: tuple[Fit, Fit] | None = None) -> Plan:
+         power: float = 0.8, ci: float = 0.95, worlds: int = 200, B: int = 200, refits: int = 20,
+         seed: int = 0) -> Plan:
     """Smallest n per problem (of `ns`) at which the paired interval of treated - ref at k excludes 0.
 
     ref, treated: pilot (n, c) over the same problems. k: the k compared (None: k = n, the largest
     k of each candidate, where "the base catches up" is decided). power: share of simulated worlds
     that must resolve it. worlds: simulated worlds per candidate n. B: bootstrap resamples of each
-    world's interval. fits: the two models' fits on the pilot (fitted here if None).
+    world's interval. refits: paired bootstrap refits of the pilot among which the worlds are split
+    (the fits' own uncertainty; 0: every world from the fits on the whole pilot).
     """
     if np.size(ref[1]) != np.size(treated[1]):
         raise ValueError(f"models must cover the same problems: {np.size(ref[1])} vs {np.size(treated[1])}")
     if not 0 < power < 1:
         raise ValueError(f"power must lie in (0, 1): got {power}")
+    if k is not None and max(ns) < k:
+        raise ValueError(f"no candidate n in {list(ns)} reaches k = {k}")
     rng = np.random.default_rng(seed)
-    f_ref, f_treated = fits if fits is not None else (fit(*ref), fit(*treated))
-    p_ref = posterior_draws(f_ref, *ref, worlds, rng)  # (worlds, problems): each world's true rates
-    p_treated = posterior_draws(f_treated, *treated, worlds, rng)
-    P = p_ref.shape[1]
+    P = np.size(ref[1])
+    f_ref, f_treated = fit(*ref), fit(*treated)
+    groups = np.array_split(np.arange(worlds), max(refits, 1))
+    p_ref, p_treated = np.empty((worlds, P)), np.empty((worlds, P))
+    resamples = bootstrap_indices(P, len(groups), seed + 1)
+    for g, rows in enumerate(groups):  # each group of worlds: the pilot refitted on one resample
+        w = np.bincount(resamples[g], minlength=P) if refits else None
+        fr = fit(*ref, weights=w, start=f_ref) if refits else f_ref
+        ft = fit(*treated, weights=w, start=f_treated) if refits else f_treated
+        p_ref[rows] = posterior_draws(fr, *ref, rows.size, rng)  # each world's true rates
+        p_treated[rows] = posterior_draws(ft, *treated, rows.size, rng)
     weights = np.zeros((B, P))
     np.add.at(weights, (np.arange(B)[:, None], bootstrap_indices(P, B, seed)), 1.0)
     a = (1 - ci) / 2
@@ -75,8 +87,6 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
         right = ((lo > 0) & (truth > 0)) | ((hi < 0) & (truth < 0))
         wrong = ((lo > 0) & (truth < 0)) | ((hi < 0) & (truth > 0))
         rows.append({"n": n, "k": kk, "power": float(right.mean()), "wrong_side": float(wrong.mean())})
-    if not rows:
-        raise ValueError(f"no candidate n in {list(ns)} reaches k = {k}")
     table = pd.DataFrame(rows)
     reached = table[table["power"] >= power]
     return Plan(n=int(reached["n"].iloc[0]) if len(reached) else None, k=k, power=power, ci=ci, worlds=worlds,
