@@ -97,8 +97,9 @@ def passk_projection(table: pd.DataFrame, n: int, title: str = "", crossover: fl
         inf = t[~np.isfinite(t["k"])]
         if len(inf):
             r = inf.iloc[0]
-            ax.errorbar([edge], [r["pass_at_k"]], yerr=[[r["pass_at_k"] - r["ci_low"]], [r["ci_high"] - r["pass_at_k"]]],
-                        color=col, marker="o", ms=4, capsize=3)
+            # The interval as a line of its own: a percentile interval need not contain the estimate.
+            ax.vlines(edge, r["ci_low"], r["ci_high"], color=col, lw=1.5)
+            ax.plot([edge], [r["pass_at_k"]], color=col, marker="o", ms=4)
     ax.axvline(n, color="grey", lw=1, ls=":", label=f"sampled n={n}")
     if crossover is not None and np.isfinite(crossover):
         ax.axvline(crossover, color="grey", ls="--", lw=1, label=f"predicted crossover k={crossover:g}")

@@ -51,8 +51,8 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
     ref, treated: pilot (n, c) over the same problems. k: the k compared (None: k = n, the largest
     k of each candidate, where "the base catches up" is decided). power: share of simulated worlds
     that must resolve it. worlds: simulated worlds per candidate n. B: bootstrap resamples of each
-    world's interval. refits: paired bootstrap refits of the pilot among which the worlds are split
-    (the fits' own uncertainty; 0: every world from the fits on the whole pilot).
+    world's interval. refits: paired bootstrap refits of the pilot among which the worlds are split,
+    at least 10 worlds each (the fits' own uncertainty; 0: every world from the fits on the whole pilot).
     """
     if np.size(ref[1]) != np.size(treated[1]):
         raise ValueError(f"models must cover the same problems: {np.size(ref[1])} vs {np.size(treated[1])}")
@@ -63,7 +63,7 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
     rng = np.random.default_rng(seed)
     P = np.size(ref[1])
     f_ref, f_treated = fit(*ref), fit(*treated)
-    groups = np.array_split(np.arange(worlds), max(refits, 1))
+    groups = np.array_split(np.arange(worlds), max(1, min(refits, worlds // 10)))  # >= 10 worlds a refit
     p_ref, p_treated = np.empty((worlds, P)), np.empty((worlds, P))
     resamples = bootstrap_indices(P, len(groups), seed + 1)
     for g, rows in enumerate(groups):  # each group of worlds: the pilot refitted on one resample
