@@ -269,3 +269,17 @@ def test_conditional_interval_is_narrower_than_over_problems_and_holds_the_estim
     low, high = cond["cond_low"].to_numpy(), cond["cond_high"].to_numpy()
     assert np.all((low <= observed + 0.005) & (observed - 0.005 <= high)), (low, observed, high)
     assert np.all(high - low < (boot["ci_high"] - boot["ci_low"]).to_numpy())
+
+
+def test_resamples_that_solve_nothing_are_counted_not_scored():
+    # One model solves a single problem of 30: about a third of the resamples leave it out and cannot
+    # be refitted. They are counted and left out of the intervals, never scored as pass@k = 0.
+    n = np.full(30, 16)
+    c = {"base": np.r_[5, np.zeros(29, int)], "rl": np.arange(30) % 17}
+    proj = passk.project({m: (n, c[m]) for m in c}, [1, 16, 256], B=30, seed=0)
+    assert 0 < proj.failed["base"] < 30 and proj.failed["rl"] == 0
+    assert proj.boundary().loc["base", "failed refits"] == proj.failed["base"]
+    t = proj.table()
+    assert t[["ci_low", "ci_high"]].notna().all().all() and (t.loc[t["model"] == "base", "ci_low"] > 0).all()
+    with pytest.raises(passk.Unidentifiable):
+        passk.fit(n, np.zeros(30, int))

@@ -16,14 +16,14 @@ from boundary.passk.compare import (Crossover, Curves, bootstrap_curves, bootstr
                                     first_catch, overview, sampling_efficiency_gap, simultaneous_band, solved,
                                     verdict)
 from boundary.passk.estimate import curves, mean_curve, pass_at_k
-from boundary.passk.distribution import Fit, extrapolate, fit, goodness_of_fit, posterior_draws
+from boundary.passk.distribution import Fit, Unidentifiable, extrapolate, fit, goodness_of_fit, posterior_draws
 
 __all__ = [
     "HISTOGRAM_BINS", "accuracy_bins", "accuracy_histogram", "cover", "cover_table", "transitions",
     "Crossover", "Curves", "bootstrap_curves", "bootstrap_indices", "coverage", "crossover", "first_catch",
     "overview", "sampling_efficiency_gap", "simultaneous_band", "solved", "verdict",
     "curves", "mean_curve", "pass_at_k",
-    "Fit", "extrapolate", "fit", "goodness_of_fit", "posterior_draws",
+    "Fit", "Unidentifiable", "extrapolate", "fit", "goodness_of_fit", "posterior_draws",
 ]
 from boundary.passk.project import PredictedCrossover, Projection, conditional_intervals, project  # noqa: E402
 

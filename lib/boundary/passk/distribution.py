@@ -34,6 +34,10 @@ _EDGE = 40.0  # quadrature range in logit(X); beyond it the tails are integrated
 _BOUNDS = [(-12.0, 12.0), (np.log(0.01), np.log(200.0)), (np.log(0.01), np.log(5000.0)), (-6.0, 16.0)]
 
 
+class Unidentifiable(ValueError):
+    """The counts cannot identify a success-rate distribution (none solved, or one sample each)."""
+
+
 @dataclass(frozen=True)
 class Fit:
     """A fitted per-problem success-rate distribution: p = 0 with weight `unsolvable`, else scale * Beta."""
@@ -72,7 +76,8 @@ def _grid(nmax: int) -> np.ndarray:
 
 def _nodes(theta: tuple, n: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log-weights (pairs, nodes) of the integrand x^(c+alpha-1) (1-x)^(beta-1) (1-ax)^(n-c) dx at
-    the nodes, the nodes' X and log(1 - a X); the last two nodes are the tails beyond |t| = 40."""
+    the nodes, the nodes' X and log(1 - a X); the first and last nodes stand for the tails beyond
+    |t| = 40 (X < x0 and X > 1 - x0), integrated in closed form."""
     _, alpha, beta, a = theta
     h = t[1] - t[0]
     lx, l1x = -np.logaddexp(0, -t), -np.logaddexp(0, t)  # log X, log(1 - X), stable at both ends
@@ -104,15 +109,22 @@ def _theta(u: np.ndarray) -> tuple:
     return float(expit(u[0])), float(np.exp(u[1])), float(np.exp(u[2])), float(expit(u[3]))
 
 
-def _log_marginal(theta: tuple, n: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair: log P(c | n) under the fit, and log P(c | n, the problem is solvable)."""
+def _marginal(theta: tuple, n: np.ndarray, c: np.ndarray, t: np.ndarray):
+    """Per pair: log P(c | n) under the fit, log P(c | n, solvable), and the solvable part's
+    posterior over the nodes (pairs, nodes) with the nodes' X and log(1 - aX)."""
     pi0, alpha, beta, a = theta
-    logw, _, _ = _nodes(theta, n, c, t)
+    logw, x, l1ax = _nodes(theta, n, c, t)
+    lse, probs = _normalise(logw)
     lognz = (gammaln(n + 1) - gammaln(c + 1) - gammaln(n - c + 1) + c * np.log(a)
-             + _normalise(logw)[0][:, 0] - betaln(alpha, beta))
+             + lse[:, 0] - betaln(alpha, beta))
     with np.errstate(divide="ignore"):
         zero = np.where(c == 0, np.log(pi0), -np.inf)
-    return np.logaddexp(zero, np.log1p(-pi0) + lognz), lognz
+    return np.logaddexp(zero, np.log1p(-pi0) + lognz), lognz, probs, x, l1ax
+
+
+def _log_marginal(theta: tuple, n: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: log P(c | n) under the fit, and log P(c | n, the problem is solvable)."""
+    return _marginal(theta, n, c, t)[:2]
 
 
 def _nll(u: np.ndarray, n: np.ndarray, c: np.ndarray, w: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
@@ -123,13 +135,7 @@ def _nll(u: np.ndarray, n: np.ndarray, c: np.ndarray, w: np.ndarray, t: np.ndarr
     """
     theta = _theta(u)
     pi0, alpha, beta, a = theta
-    logw, x, l1ax = _nodes(theta, n, c, t)
-    lse, probs = _normalise(logw)  # log-sum, and the posterior over nodes of a solvable problem
-    lognz = (gammaln(n + 1) - gammaln(c + 1) - gammaln(n - c + 1) + c * np.log(a)
-             + lse[:, 0] - betaln(alpha, beta))
-    with np.errstate(divide="ignore"):
-        zero = np.where(c == 0, np.log(pi0), -np.inf)
-    total = np.logaddexp(zero, np.log1p(-pi0) + lognz)
+    total, lognz, probs, x, l1ax = _marginal(theta, n, c, t)
     solvable = np.exp(np.log1p(-pi0) + lognz - total)  # posterior weight of the solvable part
     m = (n - c).astype(np.float64)
     x0 = expit(-_EDGE)
@@ -167,10 +173,10 @@ def fit(n, c, weights=None, start: Fit | None = None) -> Fit:
     w = np.bincount(inverse, weights=None if weights is None else np.asarray(weights, float).ravel(),
                     minlength=un.size).astype(np.float64)
     if un.max() < 2:
-        raise ValueError("every problem has n = 1 sample: one sample identifies only the mean success "
+        raise Unidentifiable("every problem has n = 1 sample: one sample identifies only the mean success "
                          "rate, not its distribution; fit needs n >= 2 on some problems")
     if not np.any((uc > 0) & (w > 0)):
-        raise ValueError("no problem was ever solved: the unsolvable share and the rates of hard problems "
+        raise Unidentifiable("no problem was ever solved: the unsolvable share and the rates of hard problems "
                          "cannot be told apart; sample more before extrapolating")
     t = _grid(int(un.max()))
 
@@ -193,17 +199,15 @@ def fit(n, c, weights=None, start: Fit | None = None) -> Fit:
 
 
 def _params(f: Fit) -> tuple:
+    """The fit's parameters in the order the quadrature takes them."""
     return f.unsolvable, f.alpha, f.beta, f.scale
 
 
 def _posterior(f: Fit, n: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per pair: posterior weight of p = 0, node probabilities of the solvable part, nodes' X, log(1 - aX)."""
-    theta = _params(f)
-    logw, x, l1ax = _nodes(theta, n, c, t)
-    total, lognz = _log_marginal(theta, n, c, t)
+    total, _, probs, x, l1ax = _marginal(_params(f), n, c, t)
     with np.errstate(divide="ignore"):
         w0 = np.where(c == 0, np.exp(np.log(f.unsolvable) - total), 0.0) if f.unsolvable > 0 else np.zeros(n.size)
-    probs = _normalise(logw)[1]
     return np.clip(w0, 0.0, 1.0), probs, x, l1ax
 
 

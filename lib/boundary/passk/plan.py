@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from boundary.passk.compare import bootstrap_indices
-from boundary.passk.distribution import fit, posterior_draws
+from boundary.passk.distribution import Unidentifiable, fit, posterior_draws
 from boundary.passk.estimate import pass_at_k
 
 
@@ -31,6 +31,7 @@ class Plan:
     ci: float  # confidence level of the interval
     worlds: int  # simulated worlds per candidate n
     table: pd.DataFrame  # n, k, power (right side), wrong_side (interval excludes 0 on the wrong side)
+    failed_refits: int  # resamples of the pilot that could not be refitted (a model solved none): full-pilot fits used
 
     def __str__(self) -> str:
         at = "k = n" if self.k is None else f"k = {self.k}"
@@ -39,8 +40,9 @@ class Plan:
             return (f"no candidate n resolves the difference at {at} with power {self.power:.0%} "
                     f"(best: n = {int(best['n'])}, power {best['power']:.0%})")
         got = float(self.table.set_index("n").loc[self.n, "power"])
+        failed = f"; {self.failed_refits} refits fell back to the whole pilot" if self.failed_refits else ""
         return (f"n = {self.n} samples per problem resolve the difference at {at} with power {got:.0%} "
-                f"(asked {self.power:.0%}, {self.ci:.0%} intervals, {self.worlds} simulated worlds)")
+                f"(asked {self.power:.0%}, {self.ci:.0%} intervals, {self.worlds} simulated worlds{failed})")
 
 
 def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
@@ -66,10 +68,15 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
     groups = np.array_split(np.arange(worlds), max(1, min(refits, worlds // 10)))  # >= 10 worlds a refit
     p_ref, p_treated = np.empty((worlds, P)), np.empty((worlds, P))
     resamples = bootstrap_indices(P, len(groups), seed + 1)
+    failed = 0
     for g, rows in enumerate(groups):  # each group of worlds: the pilot refitted on one resample
-        w = np.bincount(resamples[g], minlength=P) if refits else None
-        fr = fit(*ref, weights=w, start=f_ref) if refits else f_ref
-        ft = fit(*treated, weights=w, start=f_treated) if refits else f_treated
+        fr, ft = f_ref, f_treated
+        if refits:
+            w = np.bincount(resamples[g], minlength=P)
+            try:
+                fr, ft = fit(*ref, weights=w, start=f_ref), fit(*treated, weights=w, start=f_treated)
+            except Unidentifiable:
+                failed += 1
         p_ref[rows] = posterior_draws(fr, *ref, rows.size, rng)  # each world's true rates
         p_treated[rows] = posterior_draws(ft, *treated, rows.size, rng)
     weights = np.zeros((B, P))
@@ -90,4 +97,4 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
     table = pd.DataFrame(rows)
     reached = table[table["power"] >= power]
     return Plan(n=int(reached["n"].iloc[0]) if len(reached) else None, k=k, power=power, ci=ci, worlds=worlds,
-                table=table)
+                table=table, failed_refits=failed)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from boundary.passk.compare import bootstrap_indices
-from boundary.passk.distribution import Fit, _grid, _pairs, _predict, extrapolate, fit, posterior_draws
+from boundary.passk.distribution import Fit, Unidentifiable, _grid, _pairs, _predict, extrapolate, fit, posterior_draws
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,16 @@ class Projection:
     mean: dict[str, np.ndarray]  # model -> (K,) predicted pass@k
     boot: dict[str, np.ndarray]  # model -> (B, K) predictions of the refits, same resamples for all models
     unsolvable: dict[str, np.ndarray]  # model -> (B,) unsolvable share of each refit
+    failed: dict[str, int]  # model -> resamples that could not be refitted (none of their problems solved): NaN rows
     ci: float  # confidence level of the intervals
 
     def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Percentile interval of bootstrap replicates along axis 0."""
         a = (1 - self.ci) / 2
-        return np.quantile(values, a, axis=0), np.quantile(values, 1 - a, axis=0)
+        return np.nanquantile(values, a, axis=0), np.nanquantile(values, 1 - a, axis=0)
 
     def table(self) -> pd.DataFrame:
-        """Long table: model, k, pass_at_k, ci_low, ci_high, observed (k <= n) or extrapolated."""
+        """Long table: model, k, pass_at_k, ci_low, ci_high, extrapolated (k > n)."""
         rows = []
         for model, m in self.mean.items():
             lo, hi = self.interval(self.boot[model])
@@ -66,9 +67,10 @@ class Projection:
         rows = {}
         for model, f in self.fits.items():
             lo, hi = self.interval(self.unsolvable[model])
-            rows[model] = {**f.row(), "unsolvable ci_low": float(lo), "unsolvable ci_high": float(hi)}
+            rows[model] = {**f.row(), "unsolvable ci_low": float(lo), "unsolvable ci_high": float(hi),
+                           "failed refits": self.failed[model]}
         return pd.DataFrame(rows).T[["unsolvable", "unsolvable ci_low", "unsolvable ci_high", "pass@inf", "alpha",
-                                     "beta", "scale", "loglik", "problems"]].rename_axis("model")
+                                     "beta", "scale", "loglik", "problems", "failed refits"]].rename_axis("model")
 
     def crossover(self, ref: str, treated: str) -> PredictedCrossover:
         """First k on the grid with ref's predicted pass@k >= treated's, with its bootstrap spread."""
@@ -77,7 +79,8 @@ class Projection:
             return np.where(caught.any(axis=-1), self.k[np.argmax(caught, axis=-1)], np.nan)
 
         k0 = float(first(self.mean[ref], self.mean[treated]))
-        reps = first(self.boot[ref], self.boot[treated])
+        fitted = ~(np.isnan(self.boot[ref]).any(axis=1) | np.isnan(self.boot[treated]).any(axis=1))
+        reps = first(self.boot[ref][fitted], self.boot[treated][fitted])
         crossed = reps[~np.isnan(reps)]
         a = (1 - self.ci) / 2
         lo, hi = np.quantile(crossed, [a, 1 - a], method="inverted_cdf") if crossed.size else (np.nan, np.nan)
@@ -91,7 +94,8 @@ def project(counts: dict[str, tuple], ks, B: int = 100, ci: float = 0.95, seed: 
 
     `counts` maps model -> (n, c) over the same problems in the same order. A resample changes only
     how often each distinct (n, c) counts, so each refit starts from the full fit and costs a few
-    likelihood passes over the distinct pairs.
+    likelihood passes over the distinct pairs. A resample in which a model solves nothing cannot be
+    refitted: its row is NaN, left out of the intervals and counted in `failed`.
     """
     sizes = {m: np.size(c) for m, (_, c) in counts.items()}
     if len(set(sizes.values())) != 1:
@@ -101,7 +105,7 @@ def project(counts: dict[str, tuple], ks, B: int = 100, ci: float = 0.95, seed: 
     idx = bootstrap_indices(P, B, seed)
     weights = np.zeros((B, P))
     np.add.at(weights, (np.arange(B)[:, None], idx), 1.0)
-    fits, mean, boot, unsolvable, nmin = {}, {}, {}, {}, None
+    fits, mean, boot, unsolvable, failed, nmin = {}, {}, {}, {}, {}, None
     for model, (n, c) in counts.items():
         un, uc, inverse = _pairs(n, c)
         nmin = int(np.min(np.broadcast_to(n, np.shape(c)))) if nmin is None else min(nmin, int(np.min(n)))
@@ -110,12 +114,16 @@ def project(counts: dict[str, tuple], ks, B: int = 100, ci: float = 0.95, seed: 
         mean[model] = extrapolate(n, c, ks, fitted=fits[model])
         reps, zero = np.empty((B, ks.size)), np.empty(B)
         for b in range(B):
-            f = fit(n, c, weights=weights[b], start=fits[model])
+            try:
+                f = fit(n, c, weights=weights[b], start=fits[model])
+            except Unidentifiable:
+                reps[b], zero[b] = np.nan, np.nan
+                continue
             per = _predict(f, un, uc, ks, t)
             reps[b] = np.bincount(inverse, weights=weights[b], minlength=un.size) @ per / P
             zero[b] = f.unsolvable
-        boot[model], unsolvable[model] = reps, zero
-    return Projection(k=ks, n=nmin, fits=fits, mean=mean, boot=boot, unsolvable=unsolvable, ci=ci)
+        boot[model], unsolvable[model], failed[model] = reps, zero, int(np.isnan(zero).sum())
+    return Projection(k=ks, n=nmin, fits=fits, mean=mean, boot=boot, unsolvable=unsolvable, failed=failed, ci=ci)
 
 
 def conditional_intervals(n, c, ks, fitted: Fit, draws: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
