@@ -22,7 +22,7 @@ are upper bounds): observed pass@128 base 0.962, RL 0.930, crossover k = 15.
   predicted crossover, median [min, max]:     m=16: 14.5 [11, 30] (2 of 10 predict none up to k=512),
                                               m=32: 15 [10, 20] (1 of 10 none), m=64: 14 [12, 20]
   within a factor 2 of the observed 15: 8, 9, 10 of 10; the subsample's own curves cross (k <= m) in
-  7, 9, 10 of 10, so at m=16 the fit finds the crossover in 3 subsamples that do not show it.
+  7, 9, 10 of 10 (at m=16 the fit predicts one in 8 subsamples, their own curves show one in 7).
   fit of 500 problems at n = 128: 0.43 s (3 starts, analytic gradient); extrapolating to 512 k: 0.10 s.
 """
 from __future__ import annotations
