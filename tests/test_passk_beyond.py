@@ -43,6 +43,18 @@ def test_pass_at_k_grid_call_costs_memory_of_the_answer():
     assert cube[1, 1, 1] == pytest.approx(passk.pass_at_k(16, 3, 8)) and isinstance(passk.pass_at_k(4, 1, 2), float)
 
 
+def test_pass_at_k_in_small_chunks_agrees(monkeypatch):
+    # Chunks of 64 running-sum cells force many blocks: the answer must not depend on the chunking.
+    rng = np.random.default_rng(1)
+    n = rng.integers(1, 40, 60)
+    c = rng.integers(0, n + 1)
+    ks = np.arange(1, 41)
+    whole = passk.pass_at_k(n[:, None], c[:, None], ks[None, :])
+    monkeypatch.setattr("boundary.passk.estimate._CHUNK_CELLS", 64)
+    np.testing.assert_array_equal(passk.pass_at_k(n[:, None], c[:, None], ks[None, :]), whole)
+    np.testing.assert_array_equal(whole, passk.curves(n, c, kmax=40))
+
+
 @pytest.mark.parametrize("theta,n,c", [
     ((0.0, 0.7, 2.0, 1.0), 20, 0),  # scale 1: the beta-binomial itself
     ((0.0, 0.7, 2.0, 1.0), 20, 13),

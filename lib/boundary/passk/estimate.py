@@ -60,38 +60,41 @@ def pass_at_k(n, c, k):
     """pass@k = 1 - C(n-c,k)/C(n,k), numpy-broadcast over n, c and k; NaN where k > n.
 
     Exact for every 1 <= k <= n (to floating point), stable for n in the thousands.
-    Each distinct (n, c) is computed once, as one running sum up to the largest k asked of it
-    (capped at n), in chunks of bounded size: the natural grid call
-    `pass_at_k(n[:, None], c[:, None], ks[None, :])` costs memory proportional to its answer.
+    Each distinct (n, c) of the broadcast of n and c is computed once, as one running sum up to
+    the largest k asked (capped at its n), in chunks of bounded size, and every cell of the answer
+    is looked up in those sums: the natural grid call `pass_at_k(n[:, None], c[:, None], ks[None, :])`
+    costs the distinct pairs' sums plus memory proportional to its answer.
     Raises ValueError for k < 1 or counts outside 0 <= c <= n.
     """
-    n, c, k = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (n, c, k)))
-    shape = n.shape
-    n, c, k = n.ravel(), c.ravel(), k.ravel()  # copies of the answer's size at most
+    n, c, k = (np.asarray(x, dtype=np.int64) for x in (n, c, k))
+    shape = np.broadcast_shapes(n.shape, c.shape, k.shape)
     if np.any(k < 1):
         raise ValueError("k must be >= 1")
-    key = n * (int(c.max()) + 1) + c if n.size else n  # one integer per (n, c): unique without 2-D sorts
-    ukey, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    un, uc = n[first], c[first]
+    nb, cb = np.broadcast_arrays(n, c)  # the (n, c) grid alone: problems, not problems x k
+    flat_n, flat_c = nb.ravel(), cb.ravel()
+    key = flat_n * (int(flat_c.max()) + 1) + flat_c  # one integer per (n, c): unique without 2-D sorts
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    un, uc = flat_n[first], flat_c[first]
     _check(un, uc)
-    need = np.zeros(ukey.size, dtype=np.int64)  # largest k asked of each pair, capped at its n
-    np.maximum.at(need, inverse, np.minimum(k, n))
-    out = np.full(n.size, np.nan)
-    order = np.argsort(inverse, kind="stable")  # entries grouped by pair, pairs in id order
-    bounds = np.searchsorted(inverse[order], np.arange(ukey.size + 1))
+    need = np.minimum(un, int(k.max()))  # length of each pair's running sum
+    pair = np.broadcast_to(inverse.reshape(nb.shape), shape)  # views: nothing answer-sized yet
+    kk, nn = np.broadcast_to(k, shape), np.broadcast_to(nb, shape)
+    out = np.full(shape, np.nan)
     start = 0
-    while start < ukey.size:  # chunks of pairs whose running sums fit in _CHUNK_CELLS
+    while start < un.size:  # chunks of pairs whose running sums fit in _CHUNK_CELLS
         stop, width = start + 1, int(need[start])
-        while stop < ukey.size and (stop - start + 1) * max(width, int(need[stop])) <= _CHUNK_CELLS:
+        while stop < un.size and (stop - start + 1) * max(width, int(need[stop])) <= _CHUNK_CELLS:
             width = max(width, int(need[stop]))
             stop += 1
         block = _running(un[start:stop].astype(np.float64), uc[start:stop].astype(np.float64), width)
-        rows = order[bounds[start]:bounds[stop]]
-        kk = k[rows]
-        ok = kk <= n[rows]
-        out[rows[ok]] = block[inverse[rows[ok]] - start, kk[ok] - 1]
+        if start == 0 and stop == un.size:  # every pair in one block: one gather, no masks
+            out[...] = block[pair, np.minimum(kk, width) - 1]
+        else:
+            mask = (pair >= start) & (pair < stop)
+            out[mask] = block[pair[mask] - start, np.minimum(kk[mask], width) - 1]
         start = stop
-    return out.reshape(shape) if shape else float(out[0])
+    out[kk > nn] = np.nan  # k > n: not estimable from n samples
+    return out if shape else float(out)
 
 
 def mean_curve(n, c) -> np.ndarray:
