@@ -98,15 +98,16 @@ def passk_projection(table: pd.DataFrame, n: int, title: str = "", crossover: fl
         if len(inf):
             r = inf.iloc[0]
             # The interval as a line of its own: a percentile interval need not contain the estimate.
-            ax.vlines(edge, r["ci_low"], r["ci_high"], color=col, lw=1.5)
-            ax.plot([edge], [r["pass_at_k"]], color=col, marker="o", ms=4)
+            x = edge * 1.15 ** i  # models side by side at infinity
+            ax.vlines(x, r["ci_low"], r["ci_high"], color=col, lw=1.5)
+            ax.plot([x], [r["pass_at_k"]], color=col, marker="o", ms=4)
     ax.axvline(n, color="grey", lw=1, ls=":", label=f"sampled n={n}")
     if crossover is not None and np.isfinite(crossover):
         ax.axvline(crossover, color="grey", ls="--", lw=1, label=f"predicted crossover k={crossover:g}")
     ax.set_xscale("log", base=2)
     ticks = [k for k in ax.get_xticks() if 1 <= k <= last]
     ax.set_xticks(ticks + [edge], [f"{k:g}" for k in ticks] + ["∞"])
-    ax.set_xlim(0.8, edge * 1.3)
+    ax.set_xlim(0.8, edge * 1.6)
     ax.set(xlabel="k", ylabel="pass@k", title=title)
     ax.legend(loc="lower right", fontsize="small")
     return fig
