@@ -69,7 +69,7 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
     p_ref, p_treated = np.empty((worlds, P)), np.empty((worlds, P))
     resamples = bootstrap_indices(P, len(groups), seed + 1)
     failed = 0
-    for g, rows in enumerate(groups):  # each group of worlds: the pilot refitted on one resample
+    for g, members in enumerate(groups):  # each group of worlds: the pilot refitted on one resample
         fr, ft = f_ref, f_treated
         if refits:
             w = np.bincount(resamples[g], minlength=P)
@@ -77,8 +77,8 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
                 fr, ft = fit(*ref, weights=w, start=f_ref), fit(*treated, weights=w, start=f_treated)
             except Unidentifiable:
                 failed += 1
-        p_ref[rows] = posterior_draws(fr, *ref, rows.size, rng)  # each world's true rates
-        p_treated[rows] = posterior_draws(ft, *treated, rows.size, rng)
+        p_ref[members] = posterior_draws(fr, *ref, members.size, rng)  # each world's true rates
+        p_treated[members] = posterior_draws(ft, *treated, members.size, rng)
     weights = np.zeros((B, P))
     np.add.at(weights, (np.arange(B)[:, None], bootstrap_indices(P, B, seed)), 1.0)
     a = (1 - ci) / 2
