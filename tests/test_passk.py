@@ -170,12 +170,14 @@ def test_sampling_efficiency_gap():
     (-0.05, -0.01, "narrowed"),  # base ahead at large k
     (0.01, 0.05, "widened"),  # RL ahead at large k
     (-0.02, 0.02, "vanishes"),  # RL ahead at k=1 only
+    (-0.02, 0.02, "catches up"),  # RL behind at k=1 only (the k=1 band flipped below)
 ])
 def test_verdict_follows_the_simultaneous_band(band_low, band_high, words):
     import pandas as pd
-    diff = pd.DataFrame({"k": [1, 64], "diff": [0.1, (band_low + band_high) / 2],
-                         "ci_low": [0.05, band_low], "ci_high": [0.15, band_high],
-                         "band_low": [0.05, band_low], "band_high": [0.15, band_high]})
+    at1 = (-0.15, -0.05) if words == "catches up" else (0.05, 0.15)
+    diff = pd.DataFrame({"k": [1, 64], "diff": [sum(at1) / 2, (band_low + band_high) / 2],
+                         "ci_low": [at1[0], band_low], "ci_high": [at1[1], band_high],
+                         "band_low": [at1[0], band_low], "band_high": [at1[1], band_high]})
     assert words in passk.verdict(diff, "base", "rl")
 
 

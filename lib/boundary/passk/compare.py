@@ -202,6 +202,8 @@ def verdict(diff: pd.DataFrame, ref: str, treated: str, treatment: str = "RL") -
         said += f"{treated} reaches problems {ref} does not, so {treatment} widened the boundary here."
     elif s1 == "ahead of":
         said += f"the advantage of {treated} vanishes at large k (sharper sampling, same boundary)."
+    elif s1 == "behind":
+        said += f"{treated} starts behind {ref} and catches up at large k."
     else:
         said += "no difference is resolved at either end."
     return said + (f" Over all k at once (simultaneous band): {treated} ahead at k "
