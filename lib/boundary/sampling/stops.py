@@ -152,7 +152,12 @@ def completion_stops(template: str, kind: str, benchmark: str | None = None) -> 
 def _load(path: str, revision: str | None, stamp: float):
     """(tokenizer, generation config or None) of a checkpoint; `stamp` (a local folder's newest file time)
     makes a rebuilt folder load afresh."""
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    import warnings
+
+    with warnings.catch_warnings():  # store keys are made in notebooks that never sample: importing transformers
+        # there must not print tqdm's "IProgress not found" (a Jupyter widget notice) into a cell's output
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     try:
