@@ -43,6 +43,10 @@ SCHEMA = pa.schema([
     ("prompt_sha256", pa.string()),  # first 16 hex digits of the prompt's hash (text, and image if any: prompt_sha256())
     ("backend", pa.string()),  # "transformers" or "vllm"
     ("backend_version", pa.string()),  # the backend library's version
+    # the completion's token ids as sampled, completion_tokens of them: up to the token that completed a
+    # stop string, or up to and including the stop token that ended the sample; null in shards written
+    # before the column existed (boundary.perplexity then re-tokenizes the text, with a warning)
+    ("token_ids", pa.list_(pa.int32())),
 ])
 FINISH_REASONS = ("stop", "length")  # the only values finish_reason may take
 STALE_TMP_S = 3600  # a temporary shard older than this is a crashed writer's leftover: removed on open
@@ -61,6 +65,7 @@ class Sample:
     prompt_sha256: str
     backend: str
     backend_version: str
+    token_ids: tuple[int, ...] | None = None  # the sampled token ids (SCHEMA); None: not recorded
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,12 @@ class Store:
             if s.finish_reason not in FINISH_REASONS:
                 raise ValueError(f"sample {s.problem_id}#{s.sample}: finish_reason {s.finish_reason!r} "
                                  f"is not one of {FINISH_REASONS}")
-        return self._write(pa.Table.from_pylist([asdict(s) for s in samples], schema=SCHEMA))
+        for s in samples:
+            if s.token_ids is not None and len(s.token_ids) != s.completion_tokens:
+                raise ValueError(f"sample {s.problem_id}#{s.sample}: {len(s.token_ids)} token ids for "
+                                 f"{s.completion_tokens} completion tokens")
+        rows = [{**asdict(s), "token_ids": None if s.token_ids is None else list(s.token_ids)} for s in samples]
+        return self._write(pa.Table.from_pylist(rows, schema=SCHEMA))
 
     def _write(self, table: pa.Table) -> Path:
         """One new shard holding `table`, written atomically."""
@@ -201,7 +211,12 @@ class Store:
         frames = []
         for p in shards:
             try:
-                frames.append(pq.read_table(p, columns=cols, schema=SCHEMA).to_pandas())
+                have = set(pq.read_schema(p).names)
+                table = pq.read_table(p, columns=[c for c in cols if c in have])
+                for c in cols:  # a column added since the shard was written (token_ids) reads as nulls
+                    if c not in have:
+                        table = table.append_column(SCHEMA.field(c), pa.nulls(len(table), SCHEMA.field(c).type))
+                frames.append(table.select(cols).cast(pa.schema([SCHEMA.field(c) for c in cols])).to_pandas())
             except (pa.ArrowInvalid, OSError) as e:
                 raise ValueError(f"{p}: unreadable shard ({e}); it was renamed into place complete, so the "
                                  f"file was damaged afterwards: move it away and re-run to regenerate it") from e
