@@ -17,7 +17,7 @@ from tiny_lm import save_tiny_checkpoint  # noqa: E402
 from boundary.config import Sampling  # noqa: E402
 from boundary.sampling import runner  # noqa: E402
 from boundary.sampling.backends import (CPU_KV_CACHE_BYTES, Request, TransformersBackend, VLLMBackend,  # noqa: E402
-                                        render, vllm_memory_args)
+                                        encode, render, vllm_memory_args)
 from boundary.store import Store, make_key  # noqa: E402
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?"])}
@@ -158,6 +158,25 @@ def test_vlm_store_fill_top_up_and_seeds(vllm_vlm, tmp_path):
     other, _ = fill_vlm(tmp_path / "c", 6, [(probs[0][0], probs[0][1], visual_problems(vllm_vlm, [5])[0][2])])
     same_text = df[df.problem_id == probs[0][0]].text.tolist()
     assert sum(a != b for a, b in zip(same_text, other.read().text)) >= 4, "another image, other samples"
+
+
+def test_vlm_scores_agree_with_transformers(vllm_vlm, llava):
+    """Image prompts through vLLM's prompt_logprobs (placeholder expanded by vLLM) equal the transformers
+    scorer's (placeholder expanded by the processor, pixel values beside)."""
+    import numpy as np
+
+    from boundary import perplexity
+
+    hf = TransformersBackend(llava, device="cpu", dtype="float32")
+    probs = visual_problems(hf, [0, 1])
+    resp = [[5, 9, 12, 2], [7, 7, 30]]
+    encoded = [hf.encode_image(p, img, pid) for pid, p, img in probs]
+    ours = perplexity.token_logprobs(hf.model, [e[0] for e in encoded], resp, pad_token_id=hf.pad_id,
+                                     extra=[e[1] for e in encoded])
+    theirs = vllm_vlm.prompt_logprobs([encode(hf.tokenizer, p) for _, p, _ in probs], resp, [img for *_, img in probs])
+    assert len(encoded[0][0]) > len(encode(hf.tokenizer, probs[0][1])), "the processor expanded the placeholder"
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, atol=2e-4)
 
 
 # --- the KV cache: an explicit size on a CPU, whatever the machine's memory layout ---
