@@ -67,7 +67,7 @@ def test_scores_are_the_stored_tokens_under_their_sampling_prompt(world):
         assert sha256_text(text, 16) == s["prompt_sha256"]
         resp = s["token_ids"].tolist()  # as sampled: the stop token is the last one exactly when it ended the sample
         assert len(resp) == s["completion_tokens"] == row["tokens"]
-        assert (resp[-1] == tok.eos_token_id) == (s["finish_reason"] == "stop")
+        assert (resp[-1] in backends.stop_token_ids(tok, model.generation_config)) == (s["finish_reason"] == "stop")
         assert tok.decode(resp, skip_special_tokens=True) == s["text"]
         assert row["ppl"] == pytest.approx(_direct_ppl(model, backends.encode(tok, text), resp), rel=1e-4)
 
@@ -85,8 +85,6 @@ def test_a_store_without_token_ids_is_scored_from_its_text_with_a_warning(world)
         resp = tok(r.text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if r.finish_reason == "stop" else [])
         prompt = backends.encode(tok, tasks.render(base.template, probs[r.problem_id], tok))
         assert r.ppl == pytest.approx(_direct_ppl(engine.model, prompt, resp), rel=1e-4)
-    with_ids = perplexity.of_samples(engine, base.template, probs.values(), df.rename(columns={"problem": "problem_id"}))
-    np.testing.assert_allclose(with_ids.ppl, scored.ppl, rtol=1e-4)  # the miniature's text re-tokenizes to its ids
 
 
 def test_too_few_stored_responses_is_an_error(world):
