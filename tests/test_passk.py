@@ -166,16 +166,31 @@ def test_sampling_efficiency_gap():
     assert gap["ci_low"] <= gap["delta_se"] <= gap["ci_high"]
 
 
-@pytest.mark.parametrize("ci_low,ci_high,words", [
+@pytest.mark.parametrize("band_low,band_high,words", [
     (-0.05, -0.01, "narrowed"),  # base ahead at large k
     (0.01, 0.05, "widened"),  # RL ahead at large k
     (-0.02, 0.02, "vanishes"),  # RL ahead at k=1 only
+    (-0.02, 0.02, "catches up"),  # RL behind at k=1 only (the k=1 band flipped below)
 ])
-def test_verdict_follows_the_intervals(ci_low, ci_high, words):
+def test_verdict_follows_the_simultaneous_band(band_low, band_high, words):
     import pandas as pd
-    diff = pd.DataFrame({"k": [1, 64], "diff": [0.1, (ci_low + ci_high) / 2],
-                         "ci_low": [0.05, ci_low], "ci_high": [0.15, ci_high]})
+    at1 = (-0.15, -0.05) if words == "catches up" else (0.05, 0.15)
+    diff = pd.DataFrame({"k": [1, 64], "diff": [sum(at1) / 2, (band_low + band_high) / 2],
+                         "ci_low": [at1[0], band_low], "ci_high": [at1[1], band_high],
+                         "band_low": [at1[0], band_low], "band_high": [at1[1], band_high]})
     assert words in passk.verdict(diff, "base", "rl")
+
+
+def test_verdict_claims_nothing_the_band_does_not():
+    import pandas as pd
+    # The pointwise interval at k=64 excludes zero, the simultaneous band does not: no overtaking is claimed.
+    diff = pd.DataFrame({"k": [1, 2, 64], "diff": [0.1, 0.05, -0.03], "ci_low": [0.05, 0.01, -0.05],
+                         "ci_high": [0.15, 0.09, -0.01], "band_low": [0.04, -0.01, -0.07],
+                         "band_high": [0.16, 0.11, 0.01]})
+    said = passk.verdict(diff, "base", "rl")
+    assert "vanishes" in said and "rl ahead at k 1;" in said and "base ahead at k none" in said
+    with pytest.raises(ValueError, match="band_high"):
+        passk.verdict(diff.drop(columns=["band_low", "band_high"]), "base", "rl")
 
 
 def test_overview_summarises_each_benchmark_as_its_own_paired_analysis():

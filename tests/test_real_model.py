@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from boundary import tasks
+from boundary.verify.extract import boxed
 
 pytestmark = pytest.mark.real_model
 
@@ -43,7 +44,7 @@ def smollm2():
 
 def plain_grade(response: str, gold: str) -> str:
     """'correct' / 'wrong' / 'no-answer': the last \\boxed{} (else the last number) against the gold number."""
-    answer = tasks.parse.last_boxed(response)
+    answer = boxed(response)
     if answer is None:
         numbers = re.findall(r"-?\d[\d,]*\.?\d*", response)
         answer = numbers[-1] if numbers else None

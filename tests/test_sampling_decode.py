@@ -260,3 +260,23 @@ def test_a_vision_language_model_never_samples_its_image_placeholder():
     out = list(generate(vlm, [prompt], [7], [range(32)], seed=0, temperature=1.0, max_new_tokens=12,
                         stop_token_ids=[2], extra=[image]))
     assert len(out) == 32 and not any(IMAGE_TOKEN in c.tokens for c in out)
+
+
+@pytest.mark.parametrize("window", [
+    8,  # shorter than every prompt's budget: each prompt gets window - its length
+    20,  # the longest prompt (11 tokens) gets 9 tokens, the shorter ones max_new_tokens (12)
+])
+def test_a_full_window_ends_a_sample_with_length(model, window):
+    free = run(model, stop_token_ids=[], max_new_tokens=12)
+    if window <= max(map(len, PROMPTS)):  # a prompt that fills its window is refused before decoding
+        with pytest.raises(ValueError, match="prompt 2 has 11 tokens and fills the model's window of 8"):
+            run(model, stop_token_ids=[], max_new_tokens=12, max_positions=window)
+        prompts, keys = PROMPTS[:2], KEYS[:2]
+        free = run(model, prompts=prompts, keys=keys, stop_token_ids=[], max_new_tokens=12)
+    else:
+        prompts, keys = PROMPTS, KEYS
+    capped = run(model, prompts=prompts, keys=keys, stop_token_ids=[], max_new_tokens=12, max_positions=window)
+    for (key, i), c in capped.items():
+        room = min(12, window - len(prompts[keys.index(key)]))
+        assert c.finish_reason == "length" and len(c.tokens) == room, "prompt + completion fill the window exactly"
+        assert c.tokens == free[key, i].tokens[:room], "the same sample, ended where the window is full"

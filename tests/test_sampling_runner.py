@@ -12,7 +12,7 @@ from tiny_lm import char_tokenizer, save_tiny_checkpoint
 from boundary import ROOT
 from boundary.config import Sampling
 from boundary.sampling import runner
-from boundary.sampling.backends import TransformersBackend, cut_at_stop, encode, render, sample_seed
+from boundary.sampling.backends import Request, TransformersBackend, cut_at_stop, encode, render, sample_seed
 from boundary.store import Store, make_key
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?", "1+1+1?", "6/3?"])}
@@ -165,3 +165,69 @@ def test_resume_after_kill_9_reproduces_an_uninterrupted_run(ckpt, backend, tmp_
     got = killed.read()
     assert len(got) == len(QUESTIONS) * n and not got.duplicated(["problem_id", "sample"]).any()
     assert got.equals(reference.read())
+
+
+def test_a_stop_rule_ends_samples_at_its_tokens_and_strings(backend, tmp_path):
+    from boundary.sampling import StopRule
+
+    tok = backend.tokenizer
+    e = tok.convert_tokens_to_ids("e")  # stands for an end-of-turn token the generation config omits
+    rule = StopRule(token_ids=(tok.eos_token_id, e), strings=("k",))
+    reqs = [Request(pid, p, tuple(range(8))) for pid, p in problems(backend)]
+    free = {(s.problem_id, s.sample): s for s in backend.sample(reqs, PARAMS)}
+    ruled = {(s.problem_id, s.sample): s for s in backend.sample(reqs, PARAMS, rule)}
+    n_cut = 0
+    for k, f in free.items():
+        r = ruled[k]
+        if len(f.text) != f.completion_tokens - (f.finish_reason == "stop"):
+            continue  # a special token in the text: characters no longer count tokens
+        hits = [i for i in (f.text.find("e"), f.text.find("k")) if i >= 0]
+        if hits:  # cut before the first "e" token or "k" string, the stopping token counted (as vLLM does)
+            n_cut += 1
+            assert (r.text, r.finish_reason, r.completion_tokens) == (f.text[:min(hits)], "stop", min(hits) + 1)
+        else:
+            assert (r.text, r.finish_reason, r.completion_tokens) == (f.text, f.finish_reason, f.completion_tokens)
+    assert n_cut > 5, "the rule's token and string should occur in the fixture's samples"
+
+
+def test_the_window_ends_samples_and_refuses_prompts_that_fill_it(ckpt, backend, tmp_path):
+    assert backend.window == 512  # the tiny Llama's max_position_embeddings
+    prompt_len = max(len(encode(backend.tokenizer, p)) for _, p in problems(backend))
+    window = prompt_len + 10  # room for at most 10 of max_new_tokens' 24
+    small = TransformersBackend(ckpt, device="cpu", max_model_len=window)
+    store, _ = fill(small, tmp_path / "w", 6)
+    df = store.read()
+    length = df[df.finish_reason == "length"]
+    assert len(length) > 0 and (length.prompt_tokens + length.completion_tokens == window).all()
+    assert (df.prompt_tokens + df.completion_tokens <= window).all()
+    long = problems(backend) + [("p-long", render(backend.tokenizer, "1+" * window + "1?"))]
+    empty = Store(tmp_path / "refused", make_key(ckpt, "chat", "transformers", PARAMS))
+    with pytest.raises(ValueError, match=r"fill the model's window of \d+ tokens \(max_model_len\).*'p-long'"):
+        runner.run(small, empty, long, 2, PARAMS)
+    assert empty.read().empty, "refused before anything was sampled or stored"
+    with pytest.raises(ValueError, match="exceeds the model's 512 positions"):
+        TransformersBackend(ckpt, device="cpu", max_model_len=513)
+
+
+@pytest.mark.parametrize("asked, visible, refused", [
+    (1, 1, False),  # one GPU asked, one there
+    (4, 1, True),  # the 32B files' old 4 on a one-GPU machine
+    (2, None, False),  # a CPU build of vLLM: ranks on CPU cores, nothing to count
+])
+def test_more_gpus_than_the_machine_has_is_refused(asked, visible, refused):
+    from boundary.sampling.backends import check_gpus
+
+    if refused:
+        with pytest.raises(ValueError, match=f"tensor_parallel_size is {asked} but this machine has {visible} GPU"):
+            check_gpus(asked, visible, "Qwen/Qwen2.5-32B")
+    else:
+        check_gpus(asked, visible, "Qwen/Qwen2.5-32B")
+
+
+def test_load_checks_the_gpus_before_loading(monkeypatch):
+    from boundary.sampling import backends
+
+    monkeypatch.setattr(backends, "available_gpus", lambda: 1)
+    monkeypatch.setattr(backends, "VLLMBackend", lambda *a, **k: pytest.fail("the engine was built"))
+    with pytest.raises(ValueError, match="tensor_parallel_size is 4 but this machine has 1 GPU"):
+        backends.load("vllm", "Qwen/Qwen2.5-32B", params=Sampling(backend="vllm", tensor_parallel_size=4))

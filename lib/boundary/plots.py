@@ -1,17 +1,20 @@
 """Figures in one house style (seaborn), saved under `figures/<experiment>/`.
 
 Notebooks hold no `def`, so every figure is built by a function here that takes tables
-the analysis modules return and gives back a matplotlib Figure; `save` writes it and
-closes it, so figures never pile up in memory or leak into nbval's comparisons.
+the analysis modules return and gives back a matplotlib Figure; `save` writes it, shows it in the
+notebook's cell (JupyterLab, papermill's executed copy, the HTML report) and closes it, so figures
+never pile up in memory. The cell shows the PNG that was written, byte for byte, whatever
+matplotlib backend the kernel runs (headless runs use Agg); nbval compares only its text repr.
 """
 from __future__ import annotations
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from boundary import config
+from boundary import config, files
 from boundary.config import Experiment
 
 PALETTE = {"base": "#4C72B0", "rl": "#C44E52", "distilled": "#55A868", "instruct": "#8172B2",
@@ -33,14 +36,25 @@ def colour(model: str, i: int = 0) -> str:
 
 
 def save(fig: plt.Figure, name: str, cfg: Experiment) -> str:
-    """Write `figures/<experiment>/<name>.png`, close the figure, return the path (from the root)."""
+    """Write `figures/<experiment>/<name>.png`, show it in the running notebook (if any), close the
+    figure, return the path (from the root)."""
     cfg.figures_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.figures_dir / f"{name}.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)  # written whole, then moved: a crash never leaves half a figure
-    tmp.replace(path)
+    files.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), fsync=False)  # never half a figure
     plt.close(fig)
+    show(path)
     return str(path.relative_to(config.outputs_root()))
+
+
+def show(path) -> None:
+    """Display a saved PNG in the cell that is running, when an IPython kernel runs it (a script
+    or a test shows nothing)."""
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
 
 
 def passk_curves(table: pd.DataFrame, title: str = "", crossover: int | None = None) -> plt.Figure:
@@ -59,14 +73,67 @@ def passk_curves(table: pd.DataFrame, title: str = "", crossover: int | None = N
 
 
 def difference_curve(diff: pd.DataFrame, label: str) -> plt.Figure:
-    """A paired difference of pass@k (e.g. RL - base) with its CI band; zero marked."""
+    """A paired difference of pass@k (e.g. RL - base) with its pointwise CI band and, where `diff`
+    has them (`Curves.difference`), the simultaneous band over all k (lighter, wider); zero marked."""
     style()
     fig, ax = plt.subplots(figsize=(5.5, 3))
     ax.plot(diff["k"], diff["diff"], color="black", lw=1.5)
-    ax.fill_between(diff["k"], diff["ci_low"], diff["ci_high"], color="grey", alpha=0.3, lw=0)
+    if {"band_low", "band_high"} <= set(diff.columns):
+        ax.fill_between(diff["k"], diff["band_low"], diff["band_high"], color="grey", alpha=0.15, lw=0,
+                        label="simultaneous band")
+    ax.fill_between(diff["k"], diff["ci_low"], diff["ci_high"], color="grey", alpha=0.35, lw=0, label="pointwise")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set(xlabel="k", ylabel=label)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def passk_projection(table: pd.DataFrame, n: int, title: str = "", crossover: float | None = None) -> plt.Figure:
+    """pass@k observed and extrapolated past n with bootstrap bands (`Projection.table()`).
+
+    Solid up to the sampled n, dashed past it; pass@infinity (k = inf) is drawn as a point at the
+    right edge, labelled infinity. A vertical line marks n, another the predicted crossover.
+    """
+    style()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    finite = table[np.isfinite(table["k"])]
+    last = float(finite["k"].max())
+    edge = last * 4  # where k = inf is drawn
+    for i, (model, t) in enumerate(table.groupby("model", sort=False)):
+        col = colour(model, i)
+        f = t[np.isfinite(t["k"])]
+        seen, past = f[f["k"] <= n], f[f["k"] >= n]
+        ax.plot(seen["k"], seen["pass_at_k"], color=col, lw=1.8, label=model)
+        ax.plot(past["k"], past["pass_at_k"], color=col, lw=1.8, ls="--")
+        ax.fill_between(f["k"], f["ci_low"], f["ci_high"], color=col, alpha=0.2, lw=0)
+        inf = t[~np.isfinite(t["k"])]
+        if len(inf):
+            r = inf.iloc[0]
+            # The interval as a line of its own: a percentile interval need not contain the estimate.
+            x = edge * 1.15 ** i  # models side by side at infinity
+            ax.vlines(x, r["ci_low"], r["ci_high"], color=col, lw=1.5)
+            ax.plot([x], [r["pass_at_k"]], color=col, marker="o", ms=4)
+    ax.axvline(n, color="grey", lw=1, ls=":", label=f"sampled n={n}")
+    if crossover is not None and np.isfinite(crossover):
+        ax.axvline(crossover, color="grey", ls="--", lw=1, label=f"predicted crossover k={crossover:g}")
+    ax.set_xscale("log", base=2)
+    ticks = [k for k in ax.get_xticks() if 1 <= k <= last]
+    ax.set_xticks(ticks + [edge], [f"{k:g}" for k in ticks] + ["∞"])
+    ax.set_xlim(0.8, edge * 1.6)
+    ax.set(xlabel="k", ylabel="pass@k", title=title)
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def cover_curves(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """cover@tau against tau, one line per model (`passk.cover_table`: index tau, a column per model)."""
+    style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for i, model in enumerate(table.columns):
+        ax.plot(table.index, table[model], color=colour(model, i), lw=1.8, marker="o", ms=3, label=model)
+    ax.set(xlabel="tau (success rate at least)", ylabel="share of problems", title=title, ylim=(0, 1.02))
+    ax.legend(loc="upper right")
     return fig
 
 

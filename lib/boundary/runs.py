@@ -22,6 +22,7 @@ import pandas as pd
 
 from boundary import tasks
 from boundary.config import Benchmark, Experiment, Model
+from boundary.sampling.stops import StopRule, keyed_rule
 from boundary.store import Store, make_key
 
 VERDICTS = "verdicts.parquet"  # the verdict table's file name, in each store's folder
@@ -34,6 +35,7 @@ class Run:
     model: Model
     benchmark: Benchmark
     store: Store
+    stop: StopRule | None = None  # what ends its samples (boundary.sampling.stops), part of the store's key
 
     @property
     def verdicts_path(self):
@@ -83,13 +85,16 @@ def runs(cfg: Experiment, models: list[Model] | None = None, n: int | None = Non
     """
     for family in ("text", "vision"):  # a base/RL pair shares its template, in each family
         tasks.same_for_pair([m for m in cfg.models if m.role in ("base", "rl") and m.modality == family])
-    keys = {}
+    keys = {}  # (label, keyed stop rule) -> store key: a local model folder is hashed once, not per benchmark
     for model, bench in pairs(cfg, models):
-        if model.label not in keys:
-            keys[model.label] = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend,
-                                         cfg.sampling, model.revision)
+        rule, keyed = keyed_rule(model.path, model.template, tasks.kind(bench.name), model.revision, bench.name)
+        if (model.label, keyed) not in keys:
+            keys[model.label, keyed] = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend,
+                                                cfg.sampling, model.revision, stops=keyed,
+                                                max_model_len=model.max_model_len)
+        key = keys[model.label, keyed]
         bench = bench if n is None else bench.model_copy(update={"n": n})
-        yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, keys[model.label]))
+        yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, key), rule)
 
 
 def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = None,
@@ -114,12 +119,15 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
                     backend = None  # the last reference to a transformers model
                     collect()
                 t = time.time()
-                backend, label = backends.load(cfg.sampling.backend, m.path, m.revision, cfg.sampling), m.label
+                backend = backends.load(cfg.sampling.backend, m.path, m.revision, cfg.sampling,
+                                        max_model_len=m.max_model_len)
+                label = m.label
                 load_s = time.time() - t
             probs = problems(run.benchmark)
             renderer = getattr(backend, "processor", None) or backend.tokenizer  # a VLM's chat template is its processor's
             prompts = [(p.id, tasks.render(m.template, p, renderer), p.image) for p in probs]
-            stats = runner.run(backend, run.store, prompts, run.benchmark.n, cfg.sampling, progress=progress)
+            stats = runner.run(backend, run.store, prompts, run.benchmark.n, cfg.sampling, progress=progress,
+                               rule=run.stop)
             rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
                          "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,
                          "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2),
@@ -197,7 +205,8 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
     """Grade every store (cached beside it; `models`, `n`: see `runs`); all verdicts with model and
     benchmark columns.
 
-    Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
+    Every sample goes through `boundary.verify.grade` (extract, then compare) with the template
+    it was sampled under. Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
     `finish_reason`, so truncation is reported beside the verdict rather than hidden in a zero.
     """
     from boundary.verify import regrade
@@ -209,7 +218,7 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
         stored = stored[stored["sample"] < run.benchmark.n]
         if stored.empty:
             raise RuntimeError(f"no samples for {run.model.label} on {run.benchmark.name}: run the sampling step first")
-        v = regrade.grade_samples(stored, gold_table(probs), cache=run.verdicts_path, progress=progress)
+        v = regrade.grade_samples(stored, probs, run.model.template, cache=run.verdicts_path, progress=progress)
         v = v.merge(stored[["problem", "sample", "finish_reason"]], on=["problem", "sample"])
         checker = tasks.trace_checker(run.benchmark.name)
         if checker is None:

@@ -1,8 +1,9 @@
 """The sample store: append-only, resumable Parquet shards of sampled answers.
 
 Layout: `<root>/<slug>-<digest>/` per store key (model + its version, prompt-template hash,
-backend, every sampling parameter that changes outputs, seed), holding `key.json` (the key in
-clear) and `shard-*.parquet` files, each one batch of samples. Why this shape:
+backend, every sampling parameter that changes outputs, seed; and, only where they depart from the
+model's defaults, the stop rule's additions and an explicit context window), holding `key.json`
+(the key in clear) and `shard-*.parquet` files, each one batch of samples. Why this shape:
 
 - a shard is written to a temporary name in the same folder, fsynced, then renamed: a run killed
   at any moment (kill -9) leaves either the whole shard or only a `.tmp-*` file, which reads
@@ -90,10 +91,21 @@ class StoreKey:
     template_sha256: str  # SHA-256 of the prompt template (its text or its registry definition)
     backend: str  # "transformers" or "vllm": the same seed draws different samples in each
     sampling: tuple[tuple[str, object], ...]  # every output-changing sampling parameter, sorted by name
+    # what else changes samples, only where it departs from the model's defaults (so keys made before
+    # these existed stay valid): stop token ids beyond the model's end-of-sequence ids and stop
+    # strings (sampling.stops.StopRule.keyed), and an explicit context window (models[].max_model_len)
+    extra: tuple[tuple[str, object], ...] = ()
+
+    def fields(self) -> dict:
+        """The key as a dict (key.json), `extra` left out when empty."""
+        out = asdict(self)
+        if not self.extra:
+            del out["extra"]
+        return out
 
     def digest(self) -> str:
         """16 hex digits of the SHA-256 of the key's canonical JSON."""
-        text = json.dumps(asdict(self), sort_keys=True, default=list)
+        text = json.dumps(self.fields(), sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def folder(self) -> str:
@@ -146,13 +158,17 @@ def model_identity(path: str | Path, revision: str | None = None) -> tuple[str, 
     return str(path), revision or "default"
 
 
-def make_key(model: str | Path, template: str, backend: str, sampling, revision: str | None = None) -> StoreKey:
-    """The key of sampling `model` with prompt `template` and `sampling` (a boundary.config.Sampling)."""
+def make_key(model: str | Path, template: str, backend: str, sampling, revision: str | None = None,
+             stops: tuple[tuple[str, tuple], ...] = (), max_model_len: int | None = None) -> StoreKey:
+    """The key of sampling `model` with prompt `template` and `sampling` (a boundary.config.Sampling);
+    stops: the stop rule's keyed part (sampling.stops.StopRule.keyed); max_model_len: the model entry's
+    explicit window (None: the model's own, unkeyed)."""
     name, version = model_identity(model, revision)
     params = sampling.model_dump()
     keyed = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k not in NOT_KEYED))
+    extra = tuple(stops) + ((("max_model_len", int(max_model_len)),) if max_model_len is not None else ())
     return StoreKey(model=name, model_version=version, template_sha256=sha256_text(template),
-                    backend=backend, sampling=keyed)
+                    backend=backend, sampling=keyed, extra=extra)
 
 
 class Store:
@@ -163,7 +179,7 @@ class Store:
         self.dir = Path(root) / key.folder()  # the shard folder
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "key.json"
-        text = json.dumps(asdict(key), sort_keys=True, indent=1, default=list)
+        text = json.dumps(key.fields(), sort_keys=True, indent=1, default=list)
         if meta.exists() and json.loads(meta.read_text()) != json.loads(text):
             raise ValueError(f"{meta}: holds another key with the same digest (hash collision or edited file)")
         if not meta.exists():

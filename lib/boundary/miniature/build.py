@@ -37,7 +37,8 @@ from boundary.miniature import model as M
 from boundary.miniature import heldout, pretrain, rl, task, teacher, train, vision
 from boundary.miniature import tokenizer as tk
 
-SOURCES = sorted((ROOT / "lib" / "boundary" / "miniature").glob("*.py")) + [
+# replicas.py builds the real-model replicas, not this family: its changes leave the miniature as it is
+SOURCES = sorted(p for p in (ROOT / "lib" / "boundary" / "miniature").glob("*.py") if p.name != "replicas.py") + [
     ROOT / "lib" / "boundary" / "sampling" / "decode.py",
     ROOT / "lib" / "boundary" / "sampling" / "lean.py"]  # code whose change rebuilds everything (rollouts decode with both)
 

@@ -31,13 +31,14 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from boundary.verify.extract import boxed  # noqa: F401 (the project's one \boxed{} parser, as task.boxed)
+
 PREC = {"+": 1, "-": 1, "*": 2, "^": 3}  # operator precedence
 BASE_OPS = "+-*"  # operations of the base model's pretraining corpus
 NEW_OP = "^"  # the teacher's skill, never in the base's corpus
 EXPONENTS = (2, 3)  # right operands of `^`
 SLIPS = (-10, -2, -1, 1, 2, 10)  # arithmetic slips of an imperfect trace: off by these
 _EXPR = re.compile(r"-?\d+(?:[-+*^]\d+)*")  # a well-formed (intermediate) expression
-_BOX = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -247,12 +248,6 @@ def sample(rng: random.Random, difficulties: Iterable[int], ops: str, exclude: s
 
 
 # ---------------------------------------------------------------- verdicts
-
-def boxed(response: str) -> str | None:
-    """The content of the last `\\boxed{...}` of a response, or None."""
-    found = _BOX.findall(response)
-    return found[-1].strip() if found else None
-
 
 def _gold(problem_or_question) -> tuple[str, str]:
     """(question, gold answer) from a problem record or a bare question."""

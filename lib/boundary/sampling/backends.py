@@ -21,6 +21,13 @@ features, pixel values) and prefills each image once per prompt (decode's `extra
 the image as `multi_modal_data` and expands the placeholder itself. Models whose position ids are
 not 1-D (Qwen2-VL/2.5-VL's mRoPE) cannot go through `decode` and are sent to the vllm backend.
 
+What ends a sample is the caller's stop rule (`boundary.sampling.stops.StopRule`: token ids and
+strings per model, template and problem kind), with params' extra strings (`Sampling.stop`); without a
+rule, the model's end-of-sequence ids. A sample also ends, with finish "length", when prompt and
+completion fill the model's window (vLLM's max_model_len; for the transformers backend the model's
+position embeddings or a smaller max_model_len), and a prompt that fills its window is refused, naming
+the problem, before anything is sampled.
+
 Stop strings: vLLM stops at them natively. The transformers backend stops at the end-of-sequence
 token(s) while decoding and applies stop strings afterwards (text cut before the first stop string,
 completion_tokens counted up to the token that completed it, finish "stop"), as vLLM reports them;
@@ -38,6 +45,7 @@ from pathlib import Path
 from typing import Protocol
 
 from boundary import ROOT
+from boundary.sampling.stops import StopRule, eos_ids
 from boundary.store import Sample, prompt_sha256
 
 
@@ -64,8 +72,9 @@ class Backend(Protocol):
     tokenizer: object  # the model's Hugging Face tokenizer (chat template, token counts)
     processor: object | None  # a vision-language model's processor (its chat template renders image prompts), else None
 
-    def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
-        """Yield one Sample per requested (problem, index), as they finish; params: config.Sampling."""
+    def sample(self, requests: Sequence[Request], params, rule: StopRule | None = None) -> Iterator[Sample]:
+        """Yield one Sample per requested (problem, index), as they finish; params: config.Sampling;
+        rule: what ends a sample (stops.stop_rule; None: the model's end-of-sequence ids)."""
         ...
 
 
@@ -227,14 +236,27 @@ def vllm_view(folder: Path, tmp: Path) -> Path:
 
 
 def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
-    """The end-of-sequence ids: the tokenizer's and the model's generation config's (either may be a list)."""
-    ids = set()
-    for source in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if source is not None:
-            ids.update(source if isinstance(source, (list, tuple)) else [source])
-    if not ids:
-        raise ValueError(f"{tokenizer.name_or_path!r}: no end-of-sequence token; samples would never stop")
-    return sorted(ids)
+    """The end-of-sequence ids: the tokenizer's and the model's generation config's (stops.eos_ids)."""
+    return list(eos_ids(tokenizer, generation_config))
+
+
+def check_window(requests: Sequence[Request], lengths: Sequence[int], window: int, model: str, why: str) -> None:
+    """A ValueError naming every prompt that leaves no room in the model's window (`window` positions for
+    prompt and completion together; `why` says where the number comes from), before anything is sent."""
+    over = [(r.problem_id, n) for r, n in zip(requests, lengths) if n >= window]
+    if over:
+        listed = ", ".join(f"{pid!r} ({n} tokens)" for pid, n in over[:5])
+        raise ValueError(f"{model}: {len(over)} prompt(s) fill the model's window of {window} tokens ({why}), "
+                         f"leaving nothing to generate: {listed}{' ...' if len(over) > 5 else ''}; raise "
+                         "models[].max_model_len up to the model's positions, or shorten the prompt")
+
+
+def stop_of(rule: StopRule | None, default_ids, params) -> tuple[list[int], list[str]]:
+    """(stop token ids, stop strings) of a sampling call: the stop rule's (stops.stop_rule) or, without
+    one, the model's end-of-sequence ids `default_ids`; params' extra strings (Sampling.stop) always."""
+    ids = list(rule.token_ids) if rule is not None else list(default_ids)
+    strings = list(params.stop) + [s for s in (rule.strings if rule is not None else ()) if s not in params.stop]
+    return ids, strings
 
 
 class TransformersBackend:
@@ -243,7 +265,7 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model: str | Path, revision: str | None = None, device: str | None = None,
-                 dtype: str = "auto"):
+                 dtype: str = "auto", max_model_len: int | None = None):
         import torch
         import transformers
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
@@ -266,11 +288,20 @@ class TransformersBackend:
             loader = AutoModelForCausalLM
         self.model = loader.from_pretrained(path, revision=revision, dtype=dtype).to(device).eval()
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)  # end-of-sequence ids
+        positions = getattr(config.get_text_config(), "max_position_embeddings", None)  # the model's own window
+        if max_model_len is not None and positions is not None and max_model_len > positions:
+            raise ValueError(f"{model}: max_model_len {max_model_len} exceeds the model's {positions} positions "
+                             "(max_position_embeddings)")
+        # prompt + completion tokens one sample may hold: max_model_len when given, else the model's positions
+        self.window = max_model_len if max_model_len is not None else positions
+        self.window_source = "max_model_len" if max_model_len is not None else "max_position_embeddings"
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.stop_ids[0]  # fills padding (masked)
 
-    def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
-        """Decode every requested sample (see the module docstring); yields as samples finish."""
+    def sample(self, requests: Sequence[Request], params, rule: StopRule | None = None) -> Iterator[Sample]:
+        """Decode every requested sample (see the module docstring); yields as samples finish. rule: what
+        ends a sample (stops.stop_rule), else the model's end-of-sequence ids; a sample also ends
+        ("length") when prompt and completion fill the window (`self.window`)."""
         from boundary.sampling.decode import generate, problem_key
 
         check_images(requests, self.vision, self.model.name_or_path)
@@ -278,12 +309,16 @@ class TransformersBackend:
             prompts, extra = zip(*(self.encode_image(r.prompt, r.image, r.problem_id) for r in requests)) if requests else ((), ())
         else:
             prompts, extra = [encode(self.tokenizer, r.prompt) for r in requests], None
+        if self.window is not None:
+            check_window(requests, [len(p) for p in prompts], self.window, self.model.name_or_path, self.window_source)
+        stop_ids, stop_strings = stop_of(rule, self.stop_ids, params)
         hashes = [r.sha256 for r in requests]
         for c in generate(self.model, prompts, [problem_key(r.problem_id) for r in requests],
                           [r.samples for r in requests], params.seed, temperature=params.temperature,
-                          top_p=params.top_p, max_new_tokens=params.max_new_tokens, stop_token_ids=self.stop_ids,
-                          pad_token_id=self.pad_id, batch_size=params.batch_size, extra=extra):
-            text, count, cut = cut_at_stop(self.tokenizer, c.tokens, params.stop)
+                          top_p=params.top_p, max_new_tokens=params.max_new_tokens, stop_token_ids=stop_ids,
+                          pad_token_id=self.pad_id, batch_size=params.batch_size, extra=extra,
+                          max_positions=self.window):
+            text, count, cut = cut_at_stop(self.tokenizer, c.tokens, stop_strings)
             reason = "stop" if cut else c.finish_reason
             # a stop token ends the sample too: vLLM counts it among the completion tokens (and its ids)
             ids = c.tokens[:count] + ([c.stop_token] if (reason == "stop" and not cut) else [])
@@ -370,18 +405,23 @@ class VLLMBackend:
 
             self.processor = AutoProcessor.from_pretrained(str(path), revision=revision)
 
-    def sample(self, requests: Sequence[Request], params) -> Iterator[Sample]:
-        """Yield each requested sample as soon as the engine finishes it (completion order, not request order)."""
+    def sample(self, requests: Sequence[Request], params, rule: StopRule | None = None) -> Iterator[Sample]:
+        """Yield each requested sample as soon as the engine finishes it (completion order, not request
+        order). rule: what ends a sample (stops.stop_rule; vLLM adds the model's end-of-sequence ids
+        itself); a sample also ends ("length") when prompt and completion fill the engine's max_model_len."""
         check_images(requests, self.vision, self.info["model"])
         prompts = [encode(self.tokenizer, r.prompt) for r in requests]
+        check_window(requests, [len(p) for p in prompts], self.info["max_model_len"], self.info["model"],
+                     "the engine's max_model_len")
+        stop_ids, stop_strings = stop_of(rule, (), params)
         hashes = [r.sha256 for r in requests]
         todo = [(j, i) for j, r in enumerate(requests) for i in r.samples]
         # image placeholders are never sampled, as in decode.generate; -100 is vLLM's floor for a bias
         never = {t: -100.0 for t in self.info["placeholders"]} or None
         work = [(f"{requests[j].problem_id}#{i}", prompts[j], requests[j].image,
                  dict(n=1, seed=sample_seed(params.seed, requests[j].problem_id, i), temperature=params.temperature,
-                      top_p=params.top_p, max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
-                      logit_bias=never))
+                      top_p=params.top_p, max_tokens=params.max_new_tokens, stop=stop_strings or None,
+                      stop_token_ids=stop_ids or None, logit_bias=never))
                 for j, i in todo]
         for k, text, reason, prompt_tokens, token_ids in self.engine.sample(work, self.window):
             j, i = todo[k]
@@ -420,13 +460,42 @@ class VLLMBackend:
         self.close()
 
 
-def load(name: str, model: str | Path, revision: str | None = None, params=None, **kwargs) -> Backend:
+def available_gpus() -> int | None:
+    """GPUs this process may use (CUDA_VISIBLE_DEVICES respected); None on a CPU build of vLLM, which
+    places tensor-parallel ranks on CPU cores and NUMA nodes, not GPUs."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        return None
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check_gpus(tensor_parallel_size: int, available: int | None, model: str) -> None:
+    """A ValueError before any loading when a model asks for more GPUs than the machine has."""
+    if available is not None and tensor_parallel_size > available:
+        raise ValueError(f"{model}: sampling.tensor_parallel_size is {tensor_parallel_size} but this machine has "
+                         f"{available} GPU(s) visible (CUDA_VISIBLE_DEVICES): lower tensor_parallel_size (a model "
+                         "must fit the GPUs it is split over) or run on a machine with more GPUs")
+
+
+def load(name: str, model: str | Path, revision: str | None = None, params=None, max_model_len: int | None = None,
+         **kwargs) -> Backend:
     """The backend called `name` for `model` (params: config.Sampling, for tensor_parallel_size and
-    kv_cache_bytes)."""
+    kv_cache_bytes; max_model_len: params' models[].max_model_len, the window of prompt + completion,
+    None for the model's own)."""
     if name == "transformers":
-        return TransformersBackend(model, revision, **kwargs)
+        return TransformersBackend(model, revision, max_model_len=max_model_len, **kwargs)
     if name == "vllm":
         tp = params.tensor_parallel_size if params is not None else 1
         kv = params.kv_cache_bytes if params is not None else None
+        try:
+            gpus = available_gpus()
+        except ImportError:  # no vLLM: VLLMBackend says how to install it
+            gpus = None
+        check_gpus(tp, gpus, str(model))
+        if max_model_len is not None:
+            kwargs["max_model_len"] = max_model_len
         return VLLMBackend(model, revision, tensor_parallel_size=tp, kv_cache_bytes=kv, **kwargs)
     raise ValueError(f"unknown sampling backend {name!r}: 'transformers' or 'vllm'")

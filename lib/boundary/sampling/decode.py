@@ -56,7 +56,7 @@ class Completion:
     prompt: int  # index of the prompt in `prompts`
     sample: int  # the sample index (0..n-1, or the top-up indices asked for)
     tokens: list[int]  # generated token ids, the stop token excluded
-    finish_reason: str  # "stop" (a stop token was generated) or "length" (max_new_tokens reached)
+    finish_reason: str  # "stop" (a stop token was generated) or "length" (max_new_tokens reached, or the window full)
     stop_token: int | None = None  # the stop token that ended the sample (finish "stop"), else None
 
 
@@ -271,7 +271,7 @@ def _batches(samples: Sequence[Sequence[int]], batch_size: int) -> Iterator[list
         yield rows
 
 
-def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size, extra) -> None:
+def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size, extra, max_positions=None) -> None:
     """Clear errors for malformed arguments, naming the culprit."""
     if not (len(prompts) == len(keys) == len(samples)):
         raise ValueError(f"prompts, keys and samples differ in length: {len(prompts)}, {len(keys)}, {len(samples)}")
@@ -285,6 +285,9 @@ def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_siz
     for j, (p, idx) in enumerate(zip(prompts, samples)):
         if len(p) == 0:
             raise ValueError(f"prompt {j} is empty")
+        if max_positions is not None and len(p) >= max_positions:
+            raise ValueError(f"prompt {j} has {len(p)} tokens and fills the model's window of {max_positions} "
+                             "positions: nothing can be generated")
         if len(set(idx)) != len(idx) or any(i < 0 for i in idx):
             raise ValueError(f"prompt {j}: sample indices must be distinct and >= 0, got {list(idx)[:10]}...")
     if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or batch_size < 1:
@@ -296,7 +299,8 @@ def _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_siz
 def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], samples: Sequence[Sequence[int]],
              seed: int, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 256,
              stop_token_ids: Sequence[int] = (), pad_token_id: int = 0, batch_size: int = 256,
-             extra: Sequence[dict] | None = None, progress: bool = False) -> Iterator[Completion]:
+             extra: Sequence[dict] | None = None, max_positions: int | None = None,
+             progress: bool = False) -> Iterator[Completion]:
     """Sample `samples[j]` (indices) of each prompt j; yield each Completion as soon as it finishes.
 
     model: a Hugging Face causal LM (eval mode is set here); prompts: token ids per prompt;
@@ -308,13 +312,16 @@ def generate(model, prompts: Sequence[Sequence[int]], keys: Sequence[int], sampl
     bounds the sequences decoded together, hence memory. extra: per prompt, model inputs of its
     prefill only (a vision-language model's `pixel_values` [1, ...], its image_sizes...): the
     image is read once per prompt, then the n samples decode from its cache like text.
+    max_positions: the model's window (its position embeddings, or a smaller max_model_len): a sample
+    also ends with "length" once prompt and completion fill it, so no token is decoded at a position
+    the model does not have; a prompt that fills it is an error. None: max_new_tokens only.
     """
-    _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size, extra)
+    _check(prompts, keys, samples, temperature, top_p, max_new_tokens, batch_size, extra, max_positions)
     was_training = model.training
     model.eval()  # no dropout while sampling; the caller's mode (e.g. GRPO training) is restored after
     try:
         yield from _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens,
-                           stop_token_ids, pad_token_id, batch_size, extra, progress)
+                           stop_token_ids, pad_token_id, batch_size, extra, max_positions, progress)
     finally:
         model.train(was_training)
 
@@ -375,7 +382,7 @@ def placeholders(model) -> list[int]:
 
 
 def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tokens, stop_token_ids,
-            pad_token_id, batch_size, extra, progress) -> Iterator[Completion]:
+            pad_token_id, batch_size, extra, max_positions, progress) -> Iterator[Completion]:
     """The decoding loop of `generate` (arguments as there, already checked).
 
     Rows (samples) and nodes (distinct decoding states) are kept apart: rows of the same prompt
@@ -413,6 +420,9 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
                          torch.tensor([i for _, i in rows], dtype=torch.long, device=device))  # per live row
         slot = torch.arange(len(rows), device=device)  # per live row: its position in `rows`
         generated = torch.empty((len(rows), max_new_tokens), dtype=torch.long, device=device)  # per live row
+        window = max_positions if max_positions is not None else 1 << 62
+        budget = torch.tensor([min(max_new_tokens, window - len(prompts[j])) for j, _ in rows],
+                              device=device)  # per live row: tokens it may generate (max_new_tokens, or to the window)
         for step in range(max_new_tokens):
             if never:
                 logits[:, never] = float("-inf")
@@ -420,7 +430,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
             tokens = sample(logits, u, temperature, top_p, node)
             generated[:, step] = tokens
             stopped = (tokens[:, None] == stops).any(-1)  # torch.isin is slower on a few stop ids
-            finished = stopped | (step == max_new_tokens - 1)
+            finished = stopped | (step >= budget - 1)
             if bool(finished.any()):
                 for b, stop in zip(finished.nonzero()[:, 0].tolist(), stopped[finished].tolist()):
                     r = int(slot[b])
@@ -433,7 +443,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
                 if not bool(live.any()):
                     break
                 node, tokens, stream = node[live], tokens[live], stream[live]
-                slot, generated = slot[live], generated[live]
+                slot, generated, budget = slot[live], generated[live], budget[live]
             node, fed, mask, lengths = _regroup(node, tokens, vocab, mask, lengths, cache, len(rows), pad_token_id)
             mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=1)
             positions = lengths + step

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from boundary import quiet
 from boundary.config import Sampling
 from boundary.sampling.backends import Backend, Request, load, render
+from boundary.sampling.stops import StopRule
 from boundary.store import Store, make_key, prompt_sha256
 
 
@@ -61,12 +62,14 @@ def check_prompts(store: Store, problems: Sequence[Problem]) -> None:
 
 
 def run(backend: Backend, store: Store, problems: Sequence[Problem], n: int, params: Sampling, *,
-        chunk: int = 64, flush_s: float = 30.0, progress: bool = False) -> RunStats:
+        chunk: int = 64, flush_s: float = 30.0, progress: bool = False, rule: StopRule | None = None) -> RunStats:
     """Sample indices 0..n-1 of each (problem id, rendered prompt[, image bytes]) that the store lacks;
     stream them in.
 
     chunk: samples per shard; flush_s: a shorter shard is written after this many seconds, so a slow
-    model loses little when killed. Returns what was generated (nothing when the store is full).
+    model loses little when killed. rule: what ends a sample (stops.stop_rule; None: the model's
+    end-of-sequence ids), which the store's key must record (store.make_key's `stops`). Returns what
+    was generated (nothing when the store is full).
     """
     ids = [p[0] for p in problems]
     if len(set(ids)) != len(ids):
@@ -79,7 +82,7 @@ def run(backend: Backend, store: Store, problems: Sequence[Problem], n: int, par
     total, tokens, shards, buffer, last = 0, 0, 0, [], time.time()
     bar = tqdm(total=sum(len(r.samples) for r in requests), desc=f"sample {store.key.folder()}", unit="sample",
                **quiet(progress))
-    for s in backend.sample(requests, params):
+    for s in backend.sample(requests, params, rule):
         buffer.append(s)
         bar.update(1)
         if len(buffer) >= chunk or time.time() - last > flush_s:

