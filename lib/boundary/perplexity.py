@@ -278,6 +278,8 @@ def _engine(cfg, model, **kwargs):
     kwargs: further backend arguments (e.g. dtype)."""
     from boundary.sampling import backends
 
+    if model.max_model_len is not None:  # the window the model sampled in (params' models[].max_model_len)
+        kwargs.setdefault("max_model_len", model.max_model_len)
     if cfg.sampling.backend == "vllm":
         return backends.VLLMBackend(model.path, model.revision, tensor_parallel_size=cfg.sampling.tensor_parallel_size,
                                     kv_cache_bytes=cfg.sampling.kv_cache_bytes, enable_prefix_caching=False,
@@ -351,7 +353,7 @@ def logprobs_of_samples(scorer, template: str, problems: dict, problem_ids: Sequ
     if use_vllm:
         lp = scorer.prompt_logprobs(prompts, [resp[i] for i in rows], [encoded[problem_ids[i]][1] for i in rows])
     else:
-        window = getattr(scorer.model.config.get_text_config(), "max_position_embeddings", None)
+        window = getattr(scorer, "window", None)  # max_model_len, else the model's positions
         lp = token_logprobs(scorer.model, prompts, trim(prompts, [resp[i] for i in rows], window),
                             batch_size=batch_size, pad_token_id=scorer.pad_id, progress=progress,
                             extra=[encoded[problem_ids[i]][1] for i in rows] if scorer.vision else None)

@@ -375,14 +375,14 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model: str | Path, revision: str | None = None, tensor_parallel_size: int = 1,
-                 dtype: str = "auto", window: int | None = None, kv_cache_bytes: int | None = None,
+                 dtype: str = "auto", queue: int | None = None, kv_cache_bytes: int | None = None,
                  enable_prefix_caching: bool = True, **engine_args):
         import importlib.util
         import tempfile
 
         from transformers import AutoTokenizer
 
-        from boundary.sampling.engine import WINDOW, Engine
+        from boundary.sampling.engine import QUEUE, Engine
 
         if importlib.util.find_spec("vllm") is None:
             raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine "
@@ -390,7 +390,7 @@ class VLLMBackend:
         path = Path(resolve(model))
         self._view = tempfile.TemporaryDirectory(prefix="vllm-view-")  # lives as long as the backend
         path = vllm_view(path, Path(self._view.name)) if path.is_dir() else str(model)  # a local LLaVA: hub layout
-        self.window = window or WINDOW  # requests queued in the engine at once (engine.WINDOW)
+        self.queue = queue or QUEUE  # requests queued in the engine at once (engine.QUEUE)
         # prefix caching on for sampling: the requests of one prompt share its prefill
         self.engine = Engine(str(path), revision, kv_cache_bytes, tensor_parallel_size=tensor_parallel_size,
                              dtype=dtype, enable_prefix_caching=enable_prefix_caching, seed=0, **engine_args)
@@ -423,7 +423,7 @@ class VLLMBackend:
                       top_p=params.top_p, max_tokens=params.max_new_tokens, stop=stop_strings or None,
                       stop_token_ids=stop_ids or None, logit_bias=never))
                 for j, i in todo]
-        for k, text, reason, prompt_tokens, token_ids in self.engine.sample(work, self.window):
+        for k, text, reason, prompt_tokens, token_ids in self.engine.sample(work, self.queue):
             j, i = todo[k]
             if reason not in ("stop", "length"):
                 raise RuntimeError(f"vllm: sample {requests[j].problem_id}#{i} finished with {reason!r}")

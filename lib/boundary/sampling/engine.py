@@ -10,7 +10,7 @@ caller's script, so a script without a `__main__` guard works) that receives req
 socket pair; if the parent dies the socket breaks and the child exits with it.
 
 Sampling streams: the child drives the engine itself (`LLMEngine.add_request` / `step`), keeping
-up to `window` requests queued in the engine (a finished one is replaced at once, so the
+up to `queue` requests queued in the engine (a finished one is replaced at once, so the
 scheduler always has work) and sends each sample to the parent the moment it finishes. Scoring
 (`prompt_logprobs`) answers one bounded batch of pairs at a time, each converted to a float64
 array in the child before it is sent, so no vLLM logprob objects pile up.
@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 # Requests queued in the engine at once while sampling: well above what one step schedules
 # (max_num_seqs, 256 by default), so the scheduler never waits, and small enough that a kill loses
 # little queued prompt work (every unfinished sample is regenerated on resume anyway).
-WINDOW = 1024
+QUEUE = 1024
 CLOSE_S = 30.0  # seconds the child gets to exit after being asked, before it is terminated
 
 
@@ -57,7 +57,7 @@ def _prompt(ids: list[int], image: bytes | None, label: str):
     return TokensPrompt(prompt_token_ids=ids, multi_modal_data={"image": _image(image, label)})
 
 
-def _sample(llm, conn, todo: list, window: int) -> None:
+def _sample(llm, conn, todo: list, queue: int) -> None:
     """Drive the engine over `todo` (label, prompt ids, image, SamplingParams keyword arguments),
     sending ("sample", index, text, finish_reason, prompt tokens, token ids) per finished request,
     then ("done",). An ("abort",) from the parent stops early: queued requests are aborted."""
@@ -66,7 +66,7 @@ def _sample(llm, conn, todo: list, window: int) -> None:
     engine = llm.llm_engine
     queued, index, nxt = set(), {}, 0  # request ids in the engine; request id -> position in todo
     while nxt < len(todo) or queued:
-        while nxt < len(todo) and len(queued) < window:
+        while nxt < len(todo) and len(queued) < queue:
             label, ids, image, sp = todo[nxt]
             # vLLM 0.32 appends a random suffix to the id internally; outputs carry either, so both are kept
             internal = engine.add_request(str(nxt), _prompt(ids, image, label), SamplingParams(**sp))
@@ -183,11 +183,11 @@ class Engine:
         """The next message's payload, which must be of `kind`; the child's exception re-raised."""
         return self._recv_any((kind,))[1:]
 
-    def sample(self, todo: Sequence[tuple], window: int = WINDOW) -> Iterator[tuple]:
+    def sample(self, todo: Sequence[tuple], queue: int = QUEUE) -> Iterator[tuple]:
         """(index into todo, text, finish_reason, prompt tokens, token ids) per request as it finishes;
         todo: (label, prompt ids, image bytes or None, SamplingParams keyword arguments)."""
         self._check_open()
-        self._conn.send(("sample", list(todo), window))
+        self._conn.send(("sample", list(todo), queue))
         finished = False
         try:
             while True:
