@@ -43,27 +43,48 @@ def test_checkpoints_derived_from_the_miniature_or_listed():
     assert perplexity.step_of(SMOKE, base) == 0 and perplexity.step_of(SMOKE, derived[0]) == derived[0].step
 
 
-def test_scores_are_the_stored_responses_under_their_sampling_prompt(world):
+def _direct_ppl(model, prompt, resp):
+    """exp(-mean log p) of `resp` after `prompt`, from one unbatched forward pass in float64."""
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([prompt + resp])).logits[0].double(), -1)
+    return float(np.exp(-np.mean([logp[len(prompt) - 1 + t, y].item() for t, y in enumerate(resp)])))
+
+
+def test_scores_are_the_stored_tokens_under_their_sampling_prompt(world):
     base, rl = (next(m for m in world.models if m.label == label) for label in world.passk.pair)
     scores = perplexity.score(world, [(base, base), (base, rl)], progress=False)
     assert set(scores["condition"]) == {f"PPL_{base.label}(Y_{base.label})", f"PPL_{base.label}(Y_{rl.label})"}
     assert len(scores) == 2 * 6 * 2  # conditions x problems x responses
-    # one row recomputed by hand: the prompt as sampled (its hash is in the store), the text + EOS
-    row = scores[scores["condition"] == f"PPL_{base.label}(Y_{rl.label})"].iloc[3]
     run = next(r for r in runs.runs(world, models=[rl]))
-    stored = run.store.read().set_index(["problem_id", "sample"]).loc[(row["problem"], row["sample"])]
+    stored = run.store.read().set_index(["problem_id", "sample"])
     engine = perplexity._engine(world, base)
-    tok, model = engine["tokenizer"], engine["model"]
-    problem = next(p for p in runs.problems(run.benchmark) if p.id == row["problem"])
-    text = tasks.render(rl.template, problem, tok)
-    assert sha256_text(text, 16) == stored["prompt_sha256"]
-    prompt = backends.encode(tok, text)
-    resp = tok(stored["text"], add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if stored["finish_reason"] == "stop" else [])
-    assert row["tokens"] == len(resp)
-    with torch.no_grad():
-        logp = torch.log_softmax(model(torch.tensor([prompt + resp])).logits[0].double(), -1)
-    direct = float(np.exp(-np.mean([logp[len(prompt) - 1 + t, y].item() for t, y in enumerate(resp)])))
-    assert row["ppl"] == pytest.approx(direct, rel=1e-4)
+    tok, model = engine.tokenizer, engine.model
+    rl_rows = scores[scores["condition"] == f"PPL_{base.label}(Y_{rl.label})"]
+    for _, row in rl_rows.iterrows():  # every row recomputed by hand: the prompt as sampled, the sampled tokens
+        s = stored.loc[(row["problem"], row["sample"])]
+        problem = next(p for p in runs.problems(run.benchmark) if p.id == row["problem"])
+        text = tasks.render(rl.template, problem, tok)
+        assert sha256_text(text, 16) == s["prompt_sha256"]
+        resp = s["token_ids"].tolist()  # as sampled: the stop token is the last one exactly when it ended the sample
+        assert len(resp) == s["completion_tokens"] == row["tokens"]
+        assert (resp[-1] in backends.stop_token_ids(tok, model.generation_config)) == (s["finish_reason"] == "stop")
+        assert tok.decode(resp, skip_special_tokens=True) == s["text"]
+        assert row["ppl"] == pytest.approx(_direct_ppl(model, backends.encode(tok, text), resp), rel=1e-4)
+
+
+def test_a_store_without_token_ids_is_scored_from_its_text_with_a_warning(world):
+    base = next(m for m in world.models if m.role == "base")
+    engine = perplexity._engine(world, base)
+    df = perplexity.responses(world, base)
+    probs = {p.id: p for b in world.benchmarks for p in runs.problems(b)}
+    old = df.drop(columns=["token_ids"]).rename(columns={"problem": "problem_id"})  # a store of before the column
+    with pytest.warns(UserWarning, match=f"{len(old)} of {len(old)} samples re-tokenized"):
+        scored = perplexity.of_samples(engine, base.template, probs.values(), old)
+    tok = engine.tokenizer
+    for r in scored.itertuples():  # as before the column: the text re-tokenized, EOS when it stopped
+        resp = tok(r.text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if r.finish_reason == "stop" else [])
+        prompt = backends.encode(tok, tasks.render(base.template, probs[r.problem_id], tok))
+        assert r.ppl == pytest.approx(_direct_ppl(engine.model, prompt, resp), rel=1e-4)
 
 
 def test_too_few_stored_responses_is_an_error(world):

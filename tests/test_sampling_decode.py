@@ -123,7 +123,7 @@ def test_a_stop_token_at_the_last_step_is_a_stop(model):
     k, c = next((k, c) for k, c in free.items() if c.tokens[5] not in c.tokens[:5])
     out = run(model, prompts=[PROMPTS[KEYS.index(k[0])]], keys=[k[0]], samples=[[k[1]]],
               stop_token_ids=[c.tokens[5]], max_new_tokens=6)
-    assert list(out.values())[0] == Completion(0, k[1], c.tokens[:5], "stop")
+    assert list(out.values())[0] == Completion(0, k[1], c.tokens[:5], "stop", stop_token=c.tokens[5])  # which stop token ended it
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

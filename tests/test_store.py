@@ -117,3 +117,31 @@ def test_stores_of_different_keys_are_separate(tmp_path):
     Store(tmp_path, key()).append([row("a", 0)])
     assert Store(tmp_path, key(temperature=1.0)).missing(["a"], 1) == {"a": [0]}
     assert (Store(tmp_path, key()).dir / "key.json").exists()
+
+
+def test_token_ids_round_trip_and_must_match_the_count(tmp_path):
+    s = Store(tmp_path, key())
+    s.append([Sample("a", 0, "xy", "stop", 5, 3, "abcd", "vllm", "0.32", (7, 8, 2)), row("a", 1)])
+    df = s.read()
+    assert df.token_ids[0].tolist() == [7, 8, 2] and df.token_ids[1] is None  # None: not recorded
+    with pytest.raises(ValueError, match="a#2: 2 token ids for 3 completion tokens"):
+        s.append([Sample("a", 2, "x", "stop", 5, 3, "abcd", "vllm", "0.32", (7, 8))])
+    assert len(s.shards()) == 1
+
+
+def test_a_shard_written_before_token_ids_still_reads(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from boundary.store import SCHEMA
+
+    s = Store(tmp_path, key())
+    old = pa.schema([f for f in SCHEMA if f.name != "token_ids"])  # the schema of older stores
+    pq.write_table(pa.Table.from_pylist([{k: v for k, v in row("a", 0).__dict__.items() if k != "token_ids"}],
+                                        schema=old), s.dir / "shard-00000000000000000001-1-old.parquet")
+    s.append([Sample("a", 1, "xy", "stop", 5, 2, "abcd", "vllm", "0.32", (7, 2))])
+    df = s.read()
+    assert df.token_ids[0] is None and df.token_ids[1].tolist() == [7, 2]
+    assert s.read(["problem_id", "token_ids"]).token_ids.isna().tolist() == [True, False]
+    s.compact()  # the merged shard holds the new schema, the old row's ids null
+    assert s.read().token_ids.isna().tolist() == [True, False]

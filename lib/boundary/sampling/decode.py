@@ -57,6 +57,7 @@ class Completion:
     sample: int  # the sample index (0..n-1, or the top-up indices asked for)
     tokens: list[int]  # generated token ids, the stop token excluded
     finish_reason: str  # "stop" (a stop token was generated) or "length" (max_new_tokens reached, or the window full)
+    stop_token: int | None = None  # the stop token that ended the sample (finish "stop"), else None
 
 
 def problem_key(problem_id: str) -> int:
@@ -436,7 +437,8 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
                     bar.update(1)
                     yield Completion(prompt=rows[r][0], sample=rows[r][1],
                                      tokens=generated[b, :step + (not stop)].tolist(),
-                                     finish_reason="stop" if stop else "length")
+                                     finish_reason="stop" if stop else "length",
+                                     stop_token=int(tokens[b]) if stop else None)
                 live = ~finished
                 if not bool(live.any()):
                     break
