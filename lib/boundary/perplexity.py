@@ -263,6 +263,8 @@ def score(cfg, pairs: Sequence[tuple], progress: bool = True) -> pd.DataFrame:
                 close()
             del engine  # a transformers model is freed with its last reference
     cols = ["condition", "scorer", "responder", "benchmark", "problem", "group", "sample", "tokens", "ppl"]
+    if not frames:  # no pairs (e.g. no RL checkpoints named): an empty table, not a failed concat
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c == "ppl" else "object") for c in cols})
     return pd.concat(frames, ignore_index=True)[cols]
 
 

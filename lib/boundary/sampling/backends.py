@@ -391,6 +391,12 @@ class VLLMBackend:
         self._view = tempfile.TemporaryDirectory(prefix="vllm-view-")  # lives as long as the backend
         path = vllm_view(path, Path(self._view.name)) if path.is_dir() else str(model)  # a local LLaVA: hub layout
         self.queue = queue or QUEUE  # requests queued in the engine at once (engine.QUEUE)
+        from transformers import AutoConfig
+
+        if is_vision_language(AutoConfig.from_pretrained(str(path), revision=revision)):
+            # one image per prompt and never a video: vLLM would otherwise profile its memory with a dummy
+            # video, which needs torchvision's video processor (absent from CPU installs) and memory for nothing
+            engine_args.setdefault("limit_mm_per_prompt", {"image": 1, "video": 0})
         # prefix caching on for sampling: the requests of one prompt share its prefill
         self.engine = Engine(str(path), revision, kv_cache_bytes, tensor_parallel_size=tensor_parallel_size,
                              dtype=dtype, enable_prefix_caching=enable_prefix_caching, seed=0, **engine_args)
