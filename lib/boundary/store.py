@@ -45,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from boundary import ROOT
+from boundary import ROOT, files
 
 SCHEMA = pa.schema([
     ("problem_id", pa.string()),  # the problem's id in its benchmark
@@ -183,26 +183,10 @@ class Store:
         if meta.exists() and json.loads(meta.read_text()) != json.loads(text):
             raise ValueError(f"{meta}: holds another key with the same digest (hash collision or edited file)")
         if not meta.exists():
-            self._atomic_write(meta, lambda tmp: tmp.write_text(text))
+            files.atomic_write(meta, lambda tmp: tmp.write_text(text))
         for tmp in self.dir.glob(".tmp-*"):  # leftovers of killed writers (live writers are recent)
             if time.time() - tmp.stat().st_mtime > STALE_TMP_S:
                 tmp.unlink(missing_ok=True)
-
-    def _atomic_write(self, final: Path, write) -> None:
-        """write(tmp) a temporary file beside `final`, fsync it, rename it into place, fsync the folder."""
-        tmp = final.with_name(f".tmp-{final.name}")
-        try:
-            write(tmp)
-            with tmp.open("rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def shards(self) -> list[Path]:
         """The complete shards, in name order (temporary files excluded)."""
@@ -227,7 +211,7 @@ class Store:
         """One new shard holding `table`, written atomically."""
         # time first, so name order is write order; pid and a random part make concurrent names unique
         path = self.dir / f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-        self._atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        files.atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
     def read(self, columns: Iterable[str] | None = None) -> pd.DataFrame:

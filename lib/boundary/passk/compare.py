@@ -28,6 +28,14 @@ def _resampled_means(per_problem: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return weights @ per_problem / P
 
 
+def percentile_interval(values: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """The `ci` percentile interval of bootstrap replicates along axis 0 (rows that are NaN, such as
+    resamples that could not be refitted, are left out): the one bootstrap interval of pass@k curves
+    and of their projections past n."""
+    a = (1 - ci) / 2
+    return np.nanquantile(values, a, axis=0), np.nanquantile(values, 1 - a, axis=0)
+
+
 @dataclass(frozen=True)
 class Curves:
     """Mean pass@k curves of several models on the same problems, with bootstrap replicates."""
@@ -39,8 +47,7 @@ class Curves:
 
     def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Percentile interval of bootstrap replicates along axis 0."""
-        a = (1 - self.ci) / 2
-        return np.quantile(values, a, axis=0), np.quantile(values, 1 - a, axis=0)
+        return percentile_interval(values, self.ci)
 
     def table(self) -> pd.DataFrame:
         """Long table: model, k, pass_at_k, ci_low, ci_high."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from boundary.passk.compare import bootstrap_indices
+from boundary.passk.compare import bootstrap_indices, percentile_interval
 from boundary.passk.distribution import Fit, Unidentifiable, _grid, _pairs, _predict, extrapolate, fit, posterior_draws
 
 
@@ -49,9 +49,8 @@ class Projection:
     ci: float  # confidence level of the intervals
 
     def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval of bootstrap replicates along axis 0."""
-        a = (1 - self.ci) / 2
-        return np.nanquantile(values, a, axis=0), np.nanquantile(values, 1 - a, axis=0)
+        """Percentile interval of bootstrap replicates along axis 0, failed refits (NaN) left out."""
+        return percentile_interval(values, self.ci)
 
     def table(self) -> pd.DataFrame:
         """Long table: model, k, pass_at_k, ci_low, ci_high, extrapolated (k > n)."""
