@@ -7,6 +7,8 @@ seeds are pooled or a run was topped up); curves are reported for k = 1..min(n).
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +33,12 @@ def _resampled_means(per_problem: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def percentile_interval(values: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
     """The `ci` percentile interval of bootstrap replicates along axis 0 (rows that are NaN, such as
     resamples that could not be refitted, are left out): the one bootstrap interval of pass@k curves
-    and of their projections past n."""
+    and of their projections past n. A column with no replicate at all (pass@infinity of a model
+    that solved nothing) gets NaN, quietly: the tables say why."""
     a = (1 - ci) / 2
-    return np.nanquantile(values, a, axis=0), np.nanquantile(values, 1 - a, axis=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        return np.nanquantile(values, a, axis=0), np.nanquantile(values, 1 - a, axis=0)
 
 
 @dataclass(frozen=True)
