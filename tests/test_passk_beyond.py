@@ -317,7 +317,9 @@ def test_a_model_that_solved_nothing_predicts_zero_and_leaves_pass_at_infinity_u
     base = proj.table().query("model == 'base'").set_index("k")
     assert (base.loc[[1, 16, 256], ["pass_at_k", "ci_low", "ci_high"]] == 0).all().all()
     assert base.loc[np.inf, ["pass_at_k", "ci_low", "ci_high"]].isna().all()
-    assert proj.crossover("base", "rl").k is None  # base never reaches rl at finite k; at k = inf unknown
+    cross = proj.crossover("base", "rl")
+    assert cross.k is None and cross.unsolved == ("base",) and "base solved no problem" in str(cross)
+    assert "base unidentified" in proj.outside_boundary() and "rl 0." in proj.outside_boundary()
     cond = passk.conditional_intervals(n, zero, [1, 16], f)
     assert (cond[["cond_low", "cond_high"]] == 0).all().all()
     plan = passk.plan((n, zero), (n, other), worlds=40, refits=2, ns=(16, 32), seed=0)

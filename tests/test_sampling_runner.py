@@ -13,6 +13,7 @@ from boundary import ROOT
 from boundary.config import Sampling
 from boundary.sampling import runner
 from boundary.sampling.backends import Request, TransformersBackend, cut_at_stop, encode, render, sample_seed
+from boundary.sampling.stops import store_key
 from boundary.store import Store, make_key
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?", "1+1+1?", "6/3?"])}
@@ -155,11 +156,12 @@ def test_resume_after_kill_9_reproduces_an_uninterrupted_run(ckpt, backend, tmp_
     proc.wait()
     [folder] = (tmp_path / "killed").iterdir()
     params = PARAMS.model_copy(update={"batch_size": 4})
-    killed = Store(tmp_path / "killed", make_key(ckpt, "chat:" + str(backend.tokenizer.chat_template), "transformers", params))
-    assert killed.dir == folder, "the CLI and the library must derive the same store key"
+    rule, key = store_key(ckpt, "chat-question", "transformers", params)
+    killed = Store(tmp_path / "killed", key)
+    assert killed.dir == folder, "the CLI and the notebooks' runs must derive the same store key"
     partial = len(killed.read())
     assert 0 < partial < len(QUESTIONS) * n
-    stats = runner.run(backend, killed, problems(backend), n, params)
+    stats = runner.run(backend, killed, problems(backend), n, params, rule=rule)
     assert stats.samples == len(QUESTIONS) * n - partial
     reference, _ = fill(backend, tmp_path / "reference", n, params=PARAMS.model_copy(update={"batch_size": 32}))
     got = killed.read()

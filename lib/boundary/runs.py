@@ -22,8 +22,8 @@ import pandas as pd
 
 from boundary import tasks
 from boundary.config import Benchmark, Experiment, Model
-from boundary.sampling.stops import StopRule, keyed_rule
-from boundary.store import Store, make_key
+from boundary.sampling.stops import StopRule, store_key
+from boundary.store import Store
 
 VERDICTS = "verdicts.parquet"  # the verdict table's file name, in each store's folder
 
@@ -85,14 +85,14 @@ def runs(cfg: Experiment, models: list[Model] | None = None, n: int | None = Non
     """
     for family in ("text", "vision"):  # a base/RL pair shares its template, in each family
         tasks.same_for_pair([m for m in cfg.models if m.role in ("base", "rl") and m.modality == family])
-    keys = {}  # (label, keyed stop rule) -> store key: a local model folder is hashed once, not per benchmark
+    keys = {}  # (label, benchmark kind) -> (rule, store key): a local model folder is hashed once, not per benchmark
     for model, bench in pairs(cfg, models):
-        rule, keyed = keyed_rule(model.path, model.template, tasks.kind(bench.name), model.revision, bench.name)
-        if (model.label, keyed) not in keys:
-            keys[model.label, keyed] = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend,
-                                                cfg.sampling, model.revision, stops=keyed,
-                                                max_model_len=model.max_model_len)
-        key = keys[model.label, keyed]
+        kind = tasks.kind(bench.name)
+        slot = (model.label, kind, bench.name if kind == "code" else None)  # plain code stops depend on the benchmark
+        if slot not in keys:
+            keys[slot] = store_key(model.path, model.template, cfg.sampling.backend, cfg.sampling, kind,
+                                   model.revision, bench.name, model.max_model_len)
+        rule, key = keys[slot]
         bench = bench if n is None else bench.model_copy(update={"n": n})
         yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, key), rule)
 

@@ -27,8 +27,12 @@ class PredictedCrossover:
     ci_high: float
     never: float  # share of replicates that never cross on the grid
     kmax: float  # the grid's largest k
+    unsolved: tuple[str, ...] = ()  # the models that solved no problem (no curve to cross: pass@k 0 at every k)
 
     def __str__(self) -> str:
+        if self.unsolved:
+            return (f"no crossover to predict: {' and '.join(self.unsolved)} solved no problem "
+                    "(pass@k 0 at every finite k, pass@infinity unidentified)")
         if self.k is None:
             return f"no predicted crossover up to k={self.kmax:g} ({self.never:.0%} of bootstrap fits none either)"
         return (f"predicted crossover at k={self.k:g} ({self.ci_low:g}-{self.ci_high:g} over bootstrap fits; "
@@ -71,8 +75,23 @@ class Projection:
         return pd.DataFrame(rows).T[["unsolvable", "unsolvable ci_low", "unsolvable ci_high", "pass@inf", "alpha",
                                      "beta", "scale", "loglik", "problems", "refits solving none"]].rename_axis("model")
 
+    def outside_boundary(self) -> str:
+        """One line per the notebooks' findings: each model's fitted unsolvable share with its interval."""
+        parts = []
+        for model, r in self.boundary().iterrows():
+            if not self.fits[model].solved:
+                parts.append(f"{model} unidentified (it solved no problem)")
+            else:
+                parts.append(f"{model} {r['unsolvable']:.3f} [{r['unsolvable ci_low']:.3f}, {r['unsolvable ci_high']:.3f}]")
+        return "outside the boundary (fitted unsolvable share): " + "; ".join(parts)
+
     def crossover(self, ref: str, treated: str) -> PredictedCrossover:
-        """First k on the grid with ref's predicted pass@k >= treated's, with its bootstrap spread."""
+        """First k on the grid with ref's predicted pass@k >= treated's, with its bootstrap spread;
+        none when either model solved no problem (its curve is 0 throughout: nothing is crossed)."""
+        unsolved = tuple(m for m in (ref, treated) if not self.fits[m].solved)
+        if unsolved:
+            return PredictedCrossover(k=None, ci_low=np.nan, ci_high=np.nan, never=np.nan, kmax=float(self.k[-1]),
+                                      unsolved=unsolved)
         def first(r, t):
             caught = r >= t
             return np.where(caught.any(axis=-1), self.k[np.argmax(caught, axis=-1)], np.nan)
