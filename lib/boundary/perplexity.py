@@ -37,20 +37,7 @@ import torch
 from tqdm import tqdm
 
 from boundary import quiet
-
-
-def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], extra=None) -> None:
-    if len(prompts) != len(responses):
-        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    if extra is not None:
-        if len(extra) != len(prompts):
-            raise ValueError(f"extra has {len(extra)} entries for {len(prompts)} prompts")
-        names = {tuple(sorted(e)) for e in extra}
-        if len(names) > 1:
-            raise ValueError(f"extra: every pair needs the same model inputs, got {sorted(names)}")
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        if len(p) == 0 or len(r) == 0:
-            raise ValueError(f"pair {i}: empty {'prompt' if len(p) == 0 else 'response'}; nothing to condition on or score")
+from boundary.sampling.pairs import check_pairs, trim
 
 
 # Tokens (rows x padded width) per transformers forward pass: the activations of one batch. A pair
@@ -98,7 +85,7 @@ def token_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequence[
     positions x vocabulary log-softmax). `padding_side` exists to show (and test) that padding does
     not change the result. extra: per pair, further model inputs (tensors [1, ...], e.g. pixel_values).
     """
-    _check(prompts, responses, extra)
+    check_pairs(prompts, responses, extra)
     model.eval()
     base, head, softcap = _head(model)
     device = next(model.parameters()).device
@@ -150,21 +137,6 @@ def perplexity(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequ
     """PPL_model(response | prompt) for each pair, through transformers (CPU or GPU); extra as token_logprobs."""
     return from_logprobs(token_logprobs(model, prompts, responses, batch_size, pad_token_id, progress=progress,
                                         extra=extra))
-
-
-def trim(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], window: int | None,
-         spare: int = 0) -> list[list[int]]:
-    """The responses cut so that prompt + response + `spare` fits `window` positions (None: no window).
-    A prompt that leaves no room is an error naming the pair."""
-    if window is None:
-        return [list(r) for r in responses]
-    out = []
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        room = window - spare - len(p)
-        if room < 1:
-            raise ValueError(f"pair {i}: a prompt of {len(p)} tokens leaves no room to score in a window of {window}")
-        out.append(list(r)[:room])
-    return out
 
 
 # --- the study of notebook 04: whose responses, scored under whom --------------------------------

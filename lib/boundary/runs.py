@@ -1,4 +1,4 @@
-"""An experiment's runs: every (model, benchmark) pair, sampled into its store, graded, and counted.
+"""An experiment's runs: every (model, benchmark) pair, sampled into its store and graded.
 
 The glue of the data flow  params -> tasks -> sampling -> store -> verify -> counts. Which pairs
 exist follows one rule (`pairs`): text models are sampled on text (math, code) benchmarks, vision-
@@ -7,10 +7,10 @@ language models (`models[].modality: vision`) on visual ones; one experiment may
   generating only what is missing (resumable, top-up-able; boundary.store);
 - `grade(cfg)` writes the verdicts of each store beside it (`verdicts.parquet` in its folder),
   re-grading only what changed (boundary.verify.regrade), and adds the trace-verified verdict for
-  benchmarks that have a trace checker (the miniature);
-- `counts(cfg, verdict)` turns verdicts into the per-problem correct counts every pass@k analysis
-  starts from (boundary.counts columns), answer-only or trace-verified.
-Nothing is recomputed that is already stored, so each notebook can call the step it shows.
+  benchmarks that have a trace checker (the miniature), and the experiment's verdict table
+  `results/<experiment>/verdicts.parquet`, from which `boundary.counts.load` counts (the stages
+  flow one way: nothing after grading calls back into it).
+Nothing is recomputed that is already stored.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import pandas as pd
 from boundary import tasks
 from boundary.config import Benchmark, Experiment, Model
 from boundary.sampling.stops import StopRule, store_key
+from boundary.files import atomic_write
 from boundary.store import Store
 
 VERDICTS = "verdicts.parquet"  # the verdict table's file name, in each store's folder
@@ -203,7 +204,8 @@ def gold_table(probs: list[tasks.Problem]) -> pd.DataFrame:
 def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = None,
           n: int | None = None) -> pd.DataFrame:
     """Grade every store (cached beside it; `models`, `n`: see `runs`); all verdicts with model and
-    benchmark columns.
+    benchmark columns. Grading the experiment itself (no `models`, no `n`) also writes its verdict
+    table, `results/<experiment>/verdicts.parquet`: what every later stage reads (`counts.load`).
 
     Every sample goes through `boundary.verify.grade` (extract, then compare) with the template
     it was sampled under. Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
@@ -229,15 +231,7 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
             v["trace_correct"] = [bool(c) and checker(by_id[p], text[(p, s)])
                                   for p, s, c in zip(v["problem"], v["sample"], v["correct"])]
         frames.append(v.assign(model=run.model.label, benchmark=run.benchmark.name))
-    return pd.concat(frames, ignore_index=True)
-
-
-def counts(verdicts: pd.DataFrame, verdict: str = "answer") -> pd.DataFrame:
-    """Per-problem correct counts (boundary.counts.COLUMNS) from verdicts: 'answer' or 'trace'."""
-    col = {"answer": "correct", "trace": "trace_correct"}[verdict]
-    if verdicts[col].isna().any():
-        missing = sorted(verdicts.loc[verdicts[col].isna(), "benchmark"].unique())
-        raise ValueError(f"no trace-verified verdicts for {missing}: only the miniature's traces can be checked")
-    g = verdicts.assign(c=verdicts[col].astype(bool)).groupby(["model", "benchmark", "problem"], sort=False)
-    out = g.agg(n=("sample", "size"), c=("c", "sum")).reset_index()
-    return out[["model", "benchmark", "problem", "n", "c"]]
+    verdicts = pd.concat(frames, ignore_index=True)
+    if models is None and n is None:
+        atomic_write(cfg.verdicts_file, lambda tmp: verdicts.to_parquet(tmp, index=False))
+    return verdicts

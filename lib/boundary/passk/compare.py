@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from boundary.passk.estimate import curves, pass_at_k
+from boundary.passk.pairs import paired
 
 
 def bootstrap_indices(problems: int, B: int, seed: int) -> np.ndarray:
@@ -229,8 +230,6 @@ def overview(table: pd.DataFrame, ref: str, treated: str, B: int, ci: float, see
     column, and one summary row per benchmark: problems, K (largest k), pass@1 and pass@K of each,
     the paired difference treated - ref at k=1 and k=K with intervals, and the crossover k.
     """
-    from boundary.counts import paired  # counts imports config only; kept local to avoid a cycle
-
     frames, rows = [], []
     for bench in dict.fromkeys(table["benchmark"]):
         _, pc = paired(table, [ref, treated], benchmark=bench)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Protocol
 
 from boundary import ROOT
+from boundary.sampling.pairs import check_pairs, trim
 from boundary.sampling.stops import StopRule, eos_ids
 from boundary.store import Sample, prompt_sha256
 
@@ -441,11 +442,9 @@ class VLLMBackend:
                         images: Sequence[bytes | None] | None = None, batch: int = 256) -> list:
         """log p(y_t | x, y_<t) of each response token (float64 arrays), from vLLM's prompt_logprobs of
         prompt + response, sent `batch` pairs at a time. Responses are cut to the engine's window less
-        the one token vLLM must generate (boundary.perplexity.trim): a sample that filled the window
+        the one token vLLM must generate (boundary.sampling.pairs.trim): a sample that filled the window
         loses its last token's score, never the whole sample."""
-        from boundary.perplexity import _check, trim
-
-        _check(prompts, responses)
+        check_pairs(prompts, responses)
         images = images if images is not None else [None] * len(prompts)
         responses = trim(prompts, responses, self.info["max_model_len"], spare=1)
         out = []
