@@ -27,7 +27,6 @@ AutoModelForImageTextToText and vLLM (architecture LlavaForConditionalGeneration
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import random
@@ -42,6 +41,7 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, CLIPVision
                           LlavaForConditionalGeneration, LlavaProcessor)
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from boundary import stable_seed
 from boundary.files import atomic_dir, atomic_write
 from boundary.miniature import task, tokenizer as tk
 
@@ -75,7 +75,7 @@ SIZE, PATCH = 32, 8  # default image side and patch (cell) side, in pixels: a 4x
 
 def image_seed(expression: str, salt: str | int) -> int:
     """A stable image seed for an expression (63 bits of SHA-256 of salt and expression)."""
-    return int.from_bytes(hashlib.sha256(f"{salt}/{expression}".encode()).digest()[:8], "big") >> 1
+    return stable_seed(f"{salt}/{expression}")
 
 
 def render(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) -> Image.Image:

@@ -36,7 +36,6 @@ with the end-of-sequence token, as the miniature's do.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from boundary import ROOT
+from boundary import ROOT, stable_seed
 from boundary.files import atomic_write, write_text
 from boundary.sampling.pairs import check_pairs, trim
 from boundary.sampling.stops import StopRule, eos_ids
@@ -111,8 +110,7 @@ def encode(tokenizer, prompt: str) -> list[int]:
 
 def sample_seed(seed: int, problem_id: str, index: int) -> int:
     """The 63-bit seed of one sample (vLLM backend): a hash of (run seed, problem id, index)."""
-    digest = hashlib.sha256(f"{seed}\0{problem_id}\0{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return stable_seed(f"{seed}\0{problem_id}\0{index}")
 
 
 def cut_at_stop(tokenizer, tokens: list[int], stop: Sequence[str]) -> tuple[str, int, bool]:
