@@ -37,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from boundary import quiet
+from boundary.passk.compare import bootstrap_indices, percentile_interval
 from boundary.sampling.pairs import check_pairs, trim
 
 
@@ -341,7 +342,7 @@ def medians(scores: pd.DataFrame, by: Sequence[str] = ("condition",), B: int = 1
             seed: int = 0) -> pd.DataFrame:
     """Median perplexity per `by` group with a bootstrap interval over problems.
 
-    A cluster bootstrap: a group's problems are resampled with all their responses. Every group
+    A cluster bootstrap (passk's resamples and percentile interval, the one bootstrap of the project): a group's problems are resampled with all their responses. Every group
     draws from the same seed, so groups over the same problems (the conditions of one problem
     group) see the same resampled problems: their intervals are paired. Columns: *by, problems,
     responses, median, ci_low, ci_high.
@@ -350,9 +351,8 @@ def medians(scores: pd.DataFrame, by: Sequence[str] = ("condition",), B: int = 1
     rows = []
     for key, part in scores.groupby(by, sort=False):
         per = [np.asarray(v) for _, v in part.groupby("problem", sort=True)["ppl"]]
-        draws = np.random.default_rng(seed).integers(0, len(per), size=(B, len(per)))
-        stats = np.array([np.median(np.concatenate([per[i] for i in d])) for d in draws])
-        lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
+        stats = np.array([np.median(np.concatenate([per[i] for i in d])) for d in bootstrap_indices(len(per), B, seed)])
+        lo, hi = percentile_interval(stats, ci)
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), "problems": len(per), "responses": len(part),
                      "median": float(part["ppl"].median()), "ci_low": float(lo), "ci_high": float(hi)})
@@ -369,10 +369,9 @@ def median_difference(scores: pd.DataFrame, a: str, b: str, B: int = 1000, ci: f
         raise ValueError(f"conditions {a!r} and {b!r} cover different (or no) problems: not a paired comparison")
     problems = sorted(sets[a])
     per = {c: [np.asarray(v) for _, v in p.groupby("problem", sort=True)["ppl"]] for c, p in parts.items()}
-    draws = np.random.default_rng(seed).integers(0, len(problems), size=(B, len(problems)))
     stats = np.array([np.median(np.concatenate([per[b][i] for i in d])) - np.median(np.concatenate([per[a][i] for i in d]))
-                      for d in draws])
-    lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
+                      for d in bootstrap_indices(len(problems), B, seed)])
+    lo, hi = percentile_interval(stats, ci)
     return {"a": a, "b": b, "diff": float(parts[b]["ppl"].median() - parts[a]["ppl"].median()),
             "ci_low": float(lo), "ci_high": float(hi)}
 
