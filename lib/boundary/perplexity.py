@@ -343,9 +343,9 @@ def medians(scores: pd.DataFrame, by: Sequence[str] = ("condition",), B: int = 1
     """Median perplexity per `by` group with a bootstrap interval over problems.
 
     A cluster bootstrap (passk's resamples and percentile interval, the project's one bootstrap): a
-    group's problems are resampled with all their responses. Every group draws from the same seed, so groups over the same problems (the conditions of one problem
-    group) see the same resampled problems: their intervals are paired. Columns: *by, problems,
-    responses, median, ci_low, ci_high.
+    group's problems are resampled with all their responses. Every group draws from the same seed,
+    so groups over the same problems (the conditions of one problem group) see the same resampled
+    problems: their intervals are paired. Columns: *by, problems, responses, median, ci_low, ci_high.
     """
     by = list(by)
     rows = []
