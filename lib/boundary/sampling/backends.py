@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -84,21 +84,6 @@ def resolve(path: str | Path) -> str:
     p = Path(path)
     local = p if p.is_absolute() else ROOT / p
     return str(local) if local.is_dir() else str(path)
-
-
-def render(tokenizer, question: str, template: str | Callable[[str], str] = "chat") -> str:
-    """The prompt text of `question`: "chat" uses the tokenizer's chat template (one user turn, the
-    generation prompt added); a string is a format with a `{question}` field; a callable is called."""
-    if callable(template):
-        return template(question)
-    if template == "chat":
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"template 'chat': the tokenizer of {tokenizer.name_or_path!r} has no chat template")
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True)
-    if "{question}" not in template:
-        raise ValueError(f"template {template[:60]!r}: needs a {{question}} field, or 'chat'")
-    return template.format(question=question)
 
 
 def encode(tokenizer, prompt: str) -> list[int]:

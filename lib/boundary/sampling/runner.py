@@ -138,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         row = json.loads(line)
         if not isinstance(row, dict) or "id" not in row or "question" not in row:
             raise ValueError(f"{a.problems}:{line_no}: needs 'id' and 'question'")
-        # sampling never reads the gold; a row's own "gold" is kept, else a marker that names the command
-        problems.append(Problem(id=str(row["id"]), benchmark="cli", question=str(row["question"]),
-                                gold=str(row.get("gold") or "(not given to the sampling command)"), answer_type="math"))
+        problems.append(Problem.bare(row["id"], row["question"], row.get("gold")))
     rule, key = store_key(a.model, a.template, a.backend, params, a.kind, a.revision, max_model_len=a.max_model_len)
     backend = load(a.backend, a.model, a.revision, params, max_model_len=a.max_model_len)
     try:
