@@ -8,10 +8,12 @@ comma := ,
 EXPERIMENT ?= miniature## params/$(EXPERIMENT).yaml: the experiment to run (e.g. smoke, replay-math500, paper/<name>)
 REPLICA ?=## 1: run a paper/<name> EXPERIMENT on tiny replicas of its models, shrunk (results/replica/; README)
 VENV ?= .venv## the virtual environment make creates and uses
+RAY_ADDRESS ?=## a Ray cluster to sample and grade on (host:port of its head, or local: one started for this make run; README)
+RAY_WORKERS ?=## sampling workers on the Ray cluster (default: one per tensor_parallel_size GPUs, else 2)
 PY := $(VENV)/bin/python
 # A GPU machine gets vLLM (which brings its CUDA torch); elsewhere the CPU wheel torch==2.13.0.
 GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
-EXTRAS := dev$(if $(GPU),$(comma)gpu)
+EXTRAS := dev$(if $(GPU),$(comma)gpu)$(if $(RAY_ADDRESS),$(comma)cluster)
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 LIB := $(shell find lib/boundary -name '*.py')
 PARAMS := params/$(EXPERIMENT).yaml
@@ -54,6 +56,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+ifeq ($(RAY_ADDRESS),local)
+# RAY_ADDRESS=local: the whole make run inside one local Ray cluster (boundary.cluster's `local`), which
+# every stage's process joins through RAY_ADDRESS and which stops when the run ends: the first goal runs
+# make again with every goal and the cluster's address, the other goals have nothing left to do.
+GOALS := $(or $(MAKECMDGOALS),help)
+$(firstword $(GOALS)): $(STAMP)
+	$(PY) -m boundary.cluster local $(if $(RAY_WORKERS),--workers $(RAY_WORKERS)) -- \
+		'$(MAKE) --no-print-directory $(GOALS) RAY_ADDRESS=$$RAY_ADDRESS'
+$(filter-out $(firstword $(GOALS)),$(GOALS)):
+	@:
+else
 # The experiment's kind, read from its params file without Python (make runs before .venv exists):
 # a replay analyses published counts only; a miniature experiment builds its models first.
 REPLAY := $(shell grep -qE '^replay:' $(PARAMS) 2>/dev/null && echo 1)
@@ -168,3 +181,4 @@ clean: ## remove results/ (stores, tables, executed notebooks)
 
 distclean: clean ## also remove the environment and the miniature models
 	rm -rf $(VENV) $(VLLM_VENV) models
+endif

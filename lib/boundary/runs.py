@@ -151,17 +151,25 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
 
 def log_sampling(cfg: Experiment, log: pd.DataFrame) -> pd.DataFrame:
     """Append rows to `results/<experiment>/sampling_log.csv`; a log written before a column existed
-    (`worker`) is rewritten once with it, empty, so every row keeps its columns. Returns `log`."""
+    (`worker`) is rewritten once with it, empty, so every row keeps its columns. Returns `log`.
+    Runs sharing the log (two drivers on one cluster) each append in one write: the file is created
+    with its header by whichever comes first (O_EXCL), and rows are appended whole (O_APPEND)."""
     path = cfg.results_dir / "sampling_log.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     if log.empty:
         return log
-    old = pd.read_csv(path, nrows=0).columns if path.exists() else None
-    if old is not None and list(old) != list(log.columns):
-        merged = pd.concat([pd.read_csv(path, keep_default_na=False), log], ignore_index=True)
-        files.atomic_write(path, lambda tmp: merged.to_csv(tmp, index=False))
-    else:
-        log.to_csv(path, mode="a", header=old is None, index=False)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        header = True
+    except FileExistsError:
+        old = pd.read_csv(path, nrows=0).columns
+        if list(old) != list(log.columns):
+            merged = pd.concat([pd.read_csv(path, keep_default_na=False), log], ignore_index=True)
+            files.atomic_write(path, lambda tmp: merged.to_csv(tmp, index=False))
+            return log
+        fd, header = os.open(path, os.O_WRONLY | os.O_APPEND), False
+    with os.fdopen(fd, "w") as f:
+        f.write(log.to_csv(index=False, header=header))
     return log
 
 
