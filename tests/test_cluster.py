@@ -299,3 +299,47 @@ def test_an_old_sampling_log_gains_the_worker_column(tmp_path, monkeypatch):
     log = pd.read_csv(path, keep_default_na=False)
     assert log.to_dict("list") == {"model": ["base", "rl", "rl"], "benchmark": ["miniature"] * 3,
                                    "new_samples": [3, 5, 0], "worker": ["", "ab/cd", "ab/ef"]}
+
+
+# ---------------------------------------------------------------- the whole pipeline (make test-cluster)
+@pytest.mark.cluster
+def test_make_on_a_local_cluster_fills_the_same_store_and_verdicts_and_survives_a_killed_worker(tmp_path):
+    """`make samples verify EXPERIMENT=smoke RAY_ADDRESS=local RAY_WORKERS=2` (notebooks 01 and 02 by
+    papermill, every store of smoke), one worker killed with SIGKILL mid-run, against one process."""
+    single, there = tmp_path / "single", tmp_path / "cluster"
+    mp = pytest.MonkeyPatch()
+    mp.setenv(config.OUTPUTS_ENV, str(single))
+    mp.delenv(cluster.ADDRESS_ENV, raising=False)
+    try:
+        runs.sample(config.load("smoke"), progress=False)
+        runs.grade(config.load("smoke"), progress=False)
+    finally:
+        mp.undo()
+    killed = []
+
+    def kill_the_first_writer():
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            for p in (there / "results").rglob("shard-*.parquet"):
+                os.kill(int(p.name.split("-")[2]), signal.SIGKILL)
+                killed.append(p)
+                return
+            time.sleep(0.002)
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", cluster.ADDRESS_ENV)}
+    watcher = threading.Thread(target=kill_the_first_writer, daemon=True)
+    watcher.start()
+    out = subprocess.run(["make", "--no-print-directory", "samples", "verify", "EXPERIMENT=smoke", "RAY_ADDRESS=local",
+                          "RAY_WORKERS=2", f"RUNS={there}/notebooks", f"BOUNDARY_OUTPUTS={there}"],
+                         cwd=ROOT, env={**env, **ENV}, capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    assert killed, "no worker was killed"
+    want, got = stores(single), stores(there)
+    assert want.keys() == got.keys() and len(want) == 10
+    for name in want:
+        pd.testing.assert_frame_equal(got[name], want[name], check_exact=True)
+    assert not raw(there).duplicated(["store", "problem_id", "sample"]).any()
+    for v in sorted((single / "results").rglob(runs.VERDICTS)):
+        pd.testing.assert_frame_equal(pd.read_parquet(there / v.relative_to(single)), pd.read_parquet(v))
+    log = pd.read_csv(there / "results" / "smoke" / "sampling_log.csv", keep_default_na=False)
+    assert (log["worker"] != "").all()
