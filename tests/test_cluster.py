@@ -283,6 +283,19 @@ def test_a_lease_is_held_until_it_lapses(tmp_path, age, taken_over):
     assert (s.lease_owner("unit-1") is None) is not taken_over
 
 
+def test_leases_of_units_that_share_a_problem_exclude_each_other(tmp_path):
+    s = a_store(tmp_path)  # two runs that cut the store into units differently (another n or unit size)
+    assert s.lease("unit-a", "first", covers=["p1", "p2"])
+    assert not s.lease("unit-b", "second", covers=["p2", "p3"])  # p2 is the first run's
+    assert s.lease("unit-c", "second", covers=["p3", "p4"])  # nothing shared
+    s.release("unit-a", "first")
+    assert s.lease("unit-b", "second", covers=["p2", "p3"])  # its own unit-c does not stand in its way
+    lapsed = s.dir / "leases" / "unit-b.lease"
+    os.utime(lapsed, (time.time() - 200, time.time() - 200))
+    assert s.lease("unit-d", "third", covers=["p2"])  # unit-b lapsed: removed, not in the way
+    assert not lapsed.exists()
+
+
 def test_lease_names_are_checked(tmp_path):
     with pytest.raises(ValueError, match="lease name"):
         a_store(tmp_path).lease("../escape", "me")

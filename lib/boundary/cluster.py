@@ -16,8 +16,9 @@ nothing here is imported, nor is Ray.
   created atomically with O_EXCL, renewed by the driver every third of `LEASE_TTL_S`, lapsing after
   it when the driver is gone). A worker samples only what its unit still lacks (`store.missing`),
   so a unit lost with a killed worker goes to another worker, which keeps the lost one's shards and
-  samples the rest; a second run on the same store skips units another live run holds, waits for
-  them, and takes over those whose lease lapses. A shard is written whole or not at all.
+  samples the rest; a second run on the same store skips units another live run holds (or that
+  share a problem with one, should the two cut the store differently), waits for them, and takes
+  over those whose lease lapses. A shard is written whole or not at all.
 - **Grading** (`grade_many`): the samples a verdict cache lacks are cut into chunks graded by Ray
   tasks (one CPU each) with `boundary.verify.grade_many`, merged by the caller into the same cache
   (`boundary.verify.regrade`), so verdicts are those of a local run.
@@ -195,7 +196,7 @@ class Unit:
     def name(self) -> str:
         """The lease name: the same problems of the same store are the same unit, in any run."""
         digest = hashlib.sha256("\0".join(self.problem_ids).encode()).hexdigest()[:12]
-        return f"unit-{self.benchmark.n}-{digest}"
+        return f"unit-{digest}"
 
     @property
     def engine(self) -> tuple[str, str | None, int | None]:
@@ -342,7 +343,7 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
                     todo.append(u)
             for w in [w for w in pool if w not in {x for _, x in running.values()}]:
                 u = _pick(todo, holds[w], holds)
-                while u is not None and not u.store.lease(u.name, owner):
+                while u is not None and not u.store.lease(u.name, owner, covers=u.problem_ids):
                     waiting.append((u, time.time() + POLL_S))
                     u = _pick(todo, holds[w], holds)
                 if u is None:

@@ -34,6 +34,7 @@ model's defaults, the stop rule's additions and an explicit context window), hol
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -69,6 +70,7 @@ SCHEMA = pa.schema([
 FINISH_REASONS = ("stop", "length")  # the only values finish_reason may take
 STALE_TMP_S = 3600  # a temporary shard older than this is a crashed writer's leftover: removed on open
 LEASE_TTL_S = 120.0  # a unit's lease lapses this long after its owner last renewed it (boundary.cluster renews every third)
+LEASE_LOCK_S = 10.0  # a store's lease lock older than this was left by a dead run: broken
 
 
 @dataclass(frozen=True)
@@ -274,28 +276,72 @@ class Store:
             raise ValueError(f"lease name {unit!r}: letters, digits, '.', '_' and '-' only")
         return self.dir / "leases" / f"{unit}.lease"
 
-    def lease(self, unit: str, owner: str, ttl_s: float = LEASE_TTL_S) -> bool:
+    def lease(self, unit: str, owner: str, ttl_s: float = LEASE_TTL_S, covers: Sequence[str] = ()) -> bool:
         """Take the lease of work unit `unit` for `owner` (a run's id); False when another owner holds
-        it and it has not lapsed. Created with O_EXCL, so of two runs asking at once exactly one gets
-        it; a lapsed lease (not renewed for its ttl) is moved aside atomically and taken over."""
+        it, or a live lease of another name that covers one of the same problems (`covers`: the unit's
+        problem ids; two runs that cut a store into units differently still never share a problem).
+        Created with O_EXCL, so of two runs asking at once exactly one gets it; a lapsed lease (not
+        renewed for its ttl) is moved aside atomically and taken over. The check of other leases and
+        the creation happen under the store's lease lock (`leases/.lock`, O_EXCL, held for
+        milliseconds, broken after LEASE_LOCK_S when its holder died holding it)."""
         path = self._lease_path(unit)
         path.parent.mkdir(exist_ok=True)
-        body = json.dumps({"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "ttl_s": ttl_s})
-        for _ in range(3):  # a lapsed lease is broken, then created anew (another run may win that race)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self.lease_owner(unit) == owner:
-                    return True
-                if not self._break_lapsed(path):
-                    return False
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            return True
+        body = json.dumps({"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "ttl_s": ttl_s,
+                           "covers": list(covers)})
+        with self._lease_lock():
+            if covers and self._overlaps(unit, owner, set(covers)):
+                return False
+            for _ in range(3):  # a lapsed lease is broken, then created anew
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    if self.lease_owner(unit) == owner:
+                        return True
+                    if not self._break_lapsed(path):
+                        return False
+                    continue
+                with os.fdopen(fd, "w") as f:
+                    f.write(body)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return True
         return False
+
+    def _overlaps(self, unit: str, owner: str, covers: set[str]) -> bool:
+        """Whether a live lease of another unit and owner covers one of `covers`; lapsed ones are removed."""
+        for other in (self.dir / "leases").glob("*.lease"):
+            if other.name == f"{unit}.lease":
+                continue
+            try:
+                info = json.loads(other.read_text() or "{}")
+            except (FileNotFoundError, ValueError):
+                continue
+            if info.get("owner") == owner or not covers & set(info.get("covers", ())):
+                continue
+            if not self._break_lapsed(other):
+                return True
+        return False
+
+    @contextlib.contextmanager
+    def _lease_lock(self):
+        """The store's lease lock: one run at a time checks and creates leases."""
+        lock = self.dir / "leases" / ".lock"
+        while True:
+            try:
+                os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                break
+            except FileExistsError:
+                try:
+                    if time.time() - lock.stat().st_mtime > LEASE_LOCK_S:  # its holder died holding it
+                        lock.unlink(missing_ok=True)
+                        continue
+                except FileNotFoundError:
+                    continue
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
     def lease_owner(self, unit: str) -> str | None:
         """The owner of `unit`'s lease, None when there is none ("" while its creator is still writing it)."""
