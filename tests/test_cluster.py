@@ -152,20 +152,27 @@ def test_a_worker_killed_mid_unit_loses_and_duplicates_nothing(reference, on_clu
 
 
 DRIVER = """
-import json, sys
+import json, os, sys, time
+from pathlib import Path
 from boundary import cluster, config, runs
 cfg = config.load("smoke")
 cfg = cfg.model_copy(update={"models": [m for m in cfg.models if m.label in ("base", "rl-seed0")],
-                             "benchmarks": [b for b in cfg.benchmarks if b.name == "miniature"]})
+                             "benchmarks": [b for b in cfg.benchmarks if b.name == "miniature"],
+                             "sampling": cfg.sampling.model_copy(update={"batch_size": 8})})  # units that last
+cluster.connect()
+Path(sys.argv[1], sys.argv[2]).touch()  # ready: start together, so the two runs overlap
+while len(list(Path(sys.argv[1]).iterdir())) < 2:
+    time.sleep(0.05)
 log = cluster.sample(cfg, progress=False, unit_samples=32)
 print(json.dumps({"new_samples": int(log["new_samples"].sum()) if len(log) else 0}))
 """
 
 
-def test_two_runs_on_one_store_sample_everything_once(reference, on_cluster, local_ray):
+def test_two_runs_on_one_store_sample_everything_once(reference, on_cluster, local_ray, tmp_path_factory):
     env = {**os.environ, **ENV, cluster.WORKERS_ENV: "1"}  # each driver its own worker: 2 CPUs, 2 workers
-    procs = [subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    ready = tmp_path_factory.mktemp("ready")
+    procs = [subprocess.Popen([sys.executable, "-c", DRIVER, str(ready), str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
@@ -173,6 +180,7 @@ def test_two_runs_on_one_store_sample_everything_once(reference, on_cluster, loc
     everything = raw(on_cluster)
     assert not everything.duplicated(["store", "problem_id", "sample"]).any()
     assert sum(made) == len(everything) == 2 * 24 * 16, made  # every sample generated once, by one of the runs
+    assert min(made) > 0, f"the runs did not overlap ({made}): the test proves nothing"
     want, got = stores(reference), stores(on_cluster)
     for name in got:
         pd.testing.assert_frame_equal(got[name], want[name], check_exact=True)

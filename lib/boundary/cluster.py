@@ -383,6 +383,10 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
             for u in renewer.held.values():
                 u.store.release(u.name, owner)
         bar.close()
+        try:  # each worker ends its engine (vLLM's process) before it goes
+            ray.get([w.close.remote() for w in pool], timeout=120)
+        except Exception:  # noqa: BLE001 -- a dead worker's engine went with it (engine: the socket broke)
+            pass
         for w in pool:
             ray.kill(w)
     from boundary import runs
