@@ -44,7 +44,7 @@ help: ## list targets and variables
 	@echo "Targets:"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 	@echo "Variables:"
-	@grep -hE '^[A-Z]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z]+) \?= ?([^#]*)## (.*)/  \1=\2\t\3/' | expand -t 30
+	@grep -hE '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) \?= ?([^#]*)## (.*)/  \1=\2\t\3/' | expand -t 30
 
 setup: $(STAMP) ## create .venv and install the package (idempotent; CPU torch without a GPU)
 

@@ -193,7 +193,8 @@ def collect() -> None:
 
 
 def throughput(cfg: Experiment) -> pd.DataFrame:
-    """Tokens per second per model and backend, over every logged sampling call that generated something."""
+    """Tokens per second per model and backend, over every logged sampling call that generated something
+    (on a Ray cluster each row is one unit of one worker: tokens per second per worker)."""
     path = cfg.results_dir / "sampling_log.csv"
     if not path.exists():
         return pd.DataFrame(columns=["model", "backend", "samples", "tokens", "seconds", "tokens_per_s"])
