@@ -84,12 +84,14 @@ def reference(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray cluster of 2 CPUs for the module (workers are separate processes); its address."""
-    for k, v in ENV.items():
-        os.environ.setdefault(k, v)
+    mp = pytest.MonkeyPatch()
+    for k, v in ENV.items():  # the workers' environment (make test's own settings kept)
+        mp.setenv(k, os.environ.get(k, v))
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=cluster.LOCAL_OBJECT_STORE,
              logging_level="WARNING", log_to_driver=False, runtime_env={"env_vars": cluster.forwarded_env()})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+    mp.undo()
 
 
 @pytest.fixture
