@@ -116,6 +116,8 @@ def test_the_cluster_fills_the_same_store_as_one_process(reference, on_cluster, 
     logged = pd.read_csv(on_cluster / "results" / "smoke" / "sampling_log.csv", keep_default_na=False)
     assert logged["new_samples"].sum() == len(everything)
     assert all(re.fullmatch(r"[0-9a-f]{8}/[0-9a-f]{8}", w) for w in logged["worker"]), logged["worker"]
+    # a worker keeps to the model it holds: 3 models on 2 workers, loaded at most 3 + 1 times in 18 units
+    assert (logged["load_seconds"] > 0).sum() <= 4, logged[["model", "worker", "load_seconds"]]
 
 
 def test_a_worker_killed_mid_unit_loses_and_duplicates_nothing(reference, on_cluster):
