@@ -88,8 +88,9 @@ def main() -> None:
     print(df.round(2).to_string(index=False))
     big, small = df.set_index("run").loc["ray-1"], df.set_index("run").loc["ray-1-small"]
     per_unit = (small["wall s"] - big["wall s"]) / (small["units"] - big["units"])
-    print(f"Ray overhead per unit: {per_unit:.3f} s ({int(small['units'])} units of {a.small_unit} samples "
-          f"against {int(big['units'])} of {a.unit}, one worker)")
+    print(f"Ray overhead per unit: {per_unit:.3f} s ({int(small['units'])} units of "
+          f"{small['samples'] / small['units']:.0f} samples against {int(big['units'])} of "
+          f"{big['samples'] / big['units']:.0f}, one worker)")
 
 
 if __name__ == "__main__":
