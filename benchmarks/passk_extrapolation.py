@@ -42,7 +42,7 @@ args = p.parse_args()
 
 cfg = config.load("replay-math500")
 ref, treated = cfg.passk.pair
-_, pc = counts.paired(counts.load(cfg), [ref, treated], benchmark=cfg.replay.benchmark)
+_, pc = passk.paired(counts.load(cfg), [ref, treated], benchmark=cfg.replay.benchmark)
 N = int(np.min(pc[ref][0]))
 K = np.arange(1, 4 * N + 1)  # the crossover is searched on every k up to 4N
 observed = {m: passk.mean_curve(*pc[m]) for m in pc}

@@ -50,7 +50,8 @@ def worker(a) -> None:
     from vllm_throughput import KV_BYTES, checkpoint, questions
 
     from boundary.sampling import runner
-    from boundary.sampling.backends import VLLMBackend, render
+    from boundary import tasks
+    from boundary.sampling.backends import VLLMBackend
 
     folder = checkpoint(a.model)
     log = open(a.log, "a", buffering=1)
@@ -68,7 +69,8 @@ def worker(a) -> None:
         yield from held  # before streaming: everything at once, when the last sample is done
 
     backend.sample = logged
-    problems = [(f"q{i}", render(backend.tokenizer, q)) for i, q in enumerate(questions(a.problems))]
+    problems = [(f"q{i}", tasks.render("chat-question", tasks.Problem.bare(f"q{i}", q), backend.tokenizer))
+                for i, q in enumerate(questions(a.problems))]
     log.write("started\n")
     runner.run(backend, store_of(a, folder), problems, a.n, params(a), chunk=a.chunk, flush_s=a.flush_s)
     log.write("finished\n")

@@ -73,8 +73,9 @@ def main() -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
+    from boundary import tasks
     from boundary.config import Sampling
-    from boundary.sampling.backends import (Request, TransformersBackend, VLLMBackend, encode, render, sample_seed,
+    from boundary.sampling.backends import (Request, TransformersBackend, VLLMBackend, encode, sample_seed,
                                             vllm_memory_args)
 
     torch.set_num_threads(a.threads)
@@ -82,7 +83,8 @@ def main() -> None:
     params = Sampling(backend="vllm", temperature=0.6, top_p=0.95, max_new_tokens=a.max_new_tokens, seed=0, stop=[],
                       batch_size=a.problems * a.n)
     hf = TransformersBackend(folder, device="cpu", dtype="float32")
-    prompts = [(f"q{i}", render(hf.tokenizer, q)) for i, q in enumerate(questions(a.problems))]
+    prompts = [(f"q{i}", tasks.render("chat-question", tasks.Problem.bare(f"q{i}", q), hf.tokenizer))
+               for i, q in enumerate(questions(a.problems))]
     ids = [encode(hf.tokenizer, p) for _, p in prompts]
     common = dict(temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens)
     engine_args = dict(dtype="float32", max_model_len=512, max_num_seqs=64, seed=0, enable_prefix_caching=True)

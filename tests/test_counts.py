@@ -75,9 +75,9 @@ def test_harness_errors_name_file_and_line(tmp_path, line, message):
 
 def test_paired_aligns_and_rejects_mismatch():
     df = counts.from_csv(FIXTURES / "counts.csv", {"base": "base_correct", "rl": "rl_correct"})
-    problems, pc = counts.paired(df.iloc[::-1], ["base", "rl"])  # order of rows does not matter
+    problems, pc = passk.paired(df.iloc[::-1], ["base", "rl"])  # order of rows does not matter
     assert pc["base"][1][problems.index("3")] == 8 and pc["rl"][1][problems.index("4")] == 5
-    with pytest.raises(counts.CountsError, match="cover different problems"):
-        counts.paired(df.drop(index=0), ["base", "rl"])
-    with pytest.raises(counts.CountsError, match="no counts for model"):
-        counts.paired(df, ["base", "distilled"])
+    with pytest.raises(passk.Unpaired, match="cover different problems"):
+        passk.paired(df.drop(index=0), ["base", "rl"])
+    with pytest.raises(passk.Unpaired, match="no counts for model"):
+        passk.paired(df, ["base", "distilled"])

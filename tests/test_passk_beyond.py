@@ -115,7 +115,6 @@ def test_posterior_draws_match_the_predictions():
 
 
 @pytest.mark.parametrize("n,c,match", [
-    (16, np.zeros(50, int), "ever solved"),  # none solved: unsolvable share and hard problems are confounded
     (1, np.array([0, 1, 1, 0, 1]), "n = 1"),  # one sample identifies only the mean rate
     (8, np.array([3, 9]), "invalid counts"),
 ])
@@ -283,15 +282,45 @@ def test_conditional_interval_is_narrower_than_over_problems_and_holds_the_estim
     assert np.all(high - low < (boot["ci_high"] - boot["ci_low"]).to_numpy())
 
 
-def test_resamples_that_solve_nothing_are_counted_not_scored():
-    # One model solves a single problem of 30: about a third of the resamples leave it out and cannot
-    # be refitted. They are counted and left out of the intervals, never scored as pass@k = 0.
+def test_resamples_that_solve_nothing_predict_zero_and_leave_pass_at_infinity_out():
+    # One model solves a single problem of 30: about a third of the resamples leave it out. Their
+    # likelihood is maximised by rates going to 0, so they predict pass@k = 0 at finite k (in the
+    # interval: dropping them would shift it up); their unsolvable share is unidentified (NaN), left
+    # out of its interval and counted.
     n = np.full(30, 16)
     c = {"base": np.r_[5, np.zeros(29, int)], "rl": np.arange(30) % 17}
-    proj = passk.project({m: (n, c[m]) for m in c}, [1, 16, 256], B=30, seed=0)
-    assert 0 < proj.failed["base"] < 30 and proj.failed["rl"] == 0
-    assert proj.boundary().loc["base", "failed refits"] == proj.failed["base"]
+    proj = passk.project({m: (n, c[m]) for m in c}, [1, 16, 256, np.inf], B=30, seed=0)
+    none = np.isnan(proj.unsolvable["base"])
+    assert 0 < proj.failed["base"] == none.sum() < 30 and proj.failed["rl"] == 0
+    assert proj.boundary().loc["base", "refits solving none"] == proj.failed["base"]
+    assert (proj.boot["base"][none][:, :3] == 0).all() and np.isnan(proj.boot["base"][none][:, 3]).all()
+    assert (proj.boot["base"][~none][:, :3] > 0).all()
     t = proj.table()
-    assert t[["ci_low", "ci_high"]].notna().all().all() and (t.loc[t["model"] == "base", "ci_low"] > 0).all()
-    with pytest.raises(passk.Unidentifiable):
-        passk.fit(n, np.zeros(30, int))
+    assert t[["ci_low", "ci_high"]].notna().all().all()
+    base = t[t["model"] == "base"].set_index("k")
+    assert base.loc[1, "ci_low"] == 0 and base.loc[1, "ci_high"] > 0  # the zero resamples are inside the interval
+
+
+def test_a_model_that_solved_nothing_predicts_zero_and_leaves_pass_at_infinity_unidentified():
+    # Random-weight replicas of real models solve nothing: the analysis reports it and goes on.
+    n, zero = np.full(30, 16), np.zeros(30, int)
+    f = passk.fit(n, zero)
+    assert not f.solved and np.isnan(f.unsolvable) and np.isnan(f.pass_at_infinity)
+    got = passk.extrapolate(n, zero, [1, 16, 1e6, np.inf], fitted=f)
+    assert (got[:3] == 0).all() and np.isnan(got[3])
+    assert (passk.posterior_draws(f, n, zero, 5, np.random.default_rng(0)) == 0).all()
+    gof = passk.goodness_of_fit(n, zero, f)
+    assert (gof["observed"] == 0).all() and (gof["predicted"] == 0).all()
+    other = np.arange(30) % 17
+    proj = passk.project({"base": (n, zero), "rl": (n, other)}, [1, 16, 256, np.inf], B=20, seed=0)
+    assert proj.failed["base"] == 20 and np.isnan(proj.boundary().loc["base", "pass@inf"])
+    base = proj.table().query("model == 'base'").set_index("k")
+    assert (base.loc[[1, 16, 256], ["pass_at_k", "ci_low", "ci_high"]] == 0).all().all()
+    assert base.loc[np.inf, ["pass_at_k", "ci_low", "ci_high"]].isna().all()
+    cross = proj.crossover("base", "rl")
+    assert cross.k is None and cross.unsolved == ("base",) and "base solved no problem" in str(cross)
+    assert "base unidentified" in proj.outside_boundary() and "rl 0." in proj.outside_boundary()
+    cond = passk.conditional_intervals(n, zero, [1, 16], f)
+    assert (cond[["cond_low", "cond_high"]] == 0).all().all()
+    plan = passk.plan((n, zero), (n, other), worlds=40, refits=2, ns=(16, 32), seed=0)
+    assert plan.table["power"].between(0, 1).all() and plan.failed_refits == 2

@@ -7,12 +7,13 @@ import sys
 import time
 
 import pytest
-from tiny_lm import char_tokenizer, save_tiny_checkpoint
+from tiny_lm import char_tokenizer, chat_prompt, save_tiny_checkpoint
 
-from boundary import ROOT
+from boundary import ROOT, tasks
 from boundary.config import Sampling
 from boundary.sampling import runner
-from boundary.sampling.backends import Request, TransformersBackend, cut_at_stop, encode, render, sample_seed
+from boundary.sampling.backends import Request, TransformersBackend, cut_at_stop, encode, sample_seed
+from boundary.sampling.stops import store_key
 from boundary.store import Store, make_key
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?", "1+1+1?", "6/3?"])}
@@ -30,7 +31,7 @@ def backend(ckpt):
 
 
 def problems(backend):
-    return [(pid, render(backend.tokenizer, q)) for pid, q in QUESTIONS.items()]
+    return [(pid, chat_prompt(backend.tokenizer, q)) for pid, q in QUESTIONS.items()]
 
 
 def clean(df):
@@ -114,12 +115,11 @@ def test_cut_at_stop(text, stop, expected):
 
 def test_render_and_encode():
     tok = char_tokenizer()
-    chat = render(tok, "2+2?")
+    chat = chat_prompt(tok, "2+2?")
     assert chat == "<s>user: 2+2?\nassistant: "
     assert encode(tok, chat).count(tok.bos_token_id) == 1  # BOS not added twice
-    assert encode(tok, render(tok, "2+2?", "Q: {question} A:"))[0] == tok.bos_token_id
-    with pytest.raises(ValueError, match="question"):
-        render(tok, "2+2?", "no field")
+    plain = tasks.render("abel", tasks.Problem.bare("q", "2+2?"), tok)
+    assert plain.startswith("Question:\n2+2?") and encode(tok, plain)[0] == tok.bos_token_id
 
 
 def test_sample_seed_is_stable_and_distinct():
@@ -155,11 +155,12 @@ def test_resume_after_kill_9_reproduces_an_uninterrupted_run(ckpt, backend, tmp_
     proc.wait()
     [folder] = (tmp_path / "killed").iterdir()
     params = PARAMS.model_copy(update={"batch_size": 4})
-    killed = Store(tmp_path / "killed", make_key(ckpt, "chat:" + str(backend.tokenizer.chat_template), "transformers", params))
-    assert killed.dir == folder, "the CLI and the library must derive the same store key"
+    rule, key = store_key(ckpt, "chat-question", "transformers", params)
+    killed = Store(tmp_path / "killed", key)
+    assert killed.dir == folder, "the CLI and the notebooks' runs must derive the same store key"
     partial = len(killed.read())
     assert 0 < partial < len(QUESTIONS) * n
-    stats = runner.run(backend, killed, problems(backend), n, params)
+    stats = runner.run(backend, killed, problems(backend), n, params, rule=rule)
     assert stats.samples == len(QUESTIONS) * n - partial
     reference, _ = fill(backend, tmp_path / "reference", n, params=PARAMS.model_copy(update={"batch_size": 32}))
     got = killed.read()
@@ -200,7 +201,7 @@ def test_the_window_ends_samples_and_refuses_prompts_that_fill_it(ckpt, backend,
     length = df[df.finish_reason == "length"]
     assert len(length) > 0 and (length.prompt_tokens + length.completion_tokens == window).all()
     assert (df.prompt_tokens + df.completion_tokens <= window).all()
-    long = problems(backend) + [("p-long", render(backend.tokenizer, "1+" * window + "1?"))]
+    long = problems(backend) + [("p-long", chat_prompt(backend.tokenizer, "1+" * window + "1?"))]
     empty = Store(tmp_path / "refused", make_key(ckpt, "chat", "transformers", PARAMS))
     with pytest.raises(ValueError, match=r"fill the model's window of \d+ tokens \(max_model_len\).*'p-long'"):
         runner.run(small, empty, long, 2, PARAMS)

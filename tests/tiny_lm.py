@@ -128,3 +128,11 @@ def save_tiny_llava(folder, seed: int = 0, scale: float = 2.0):
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def chat_prompt(tokenizer, question: str) -> str:
+    """A question in the tokenizer's chat template, rendered as the project renders every prompt
+    (tasks.render, template `chat-question`)."""
+    from boundary import tasks
+
+    return tasks.render("chat-question", tasks.Problem.bare("q", question), tokenizer)

@@ -291,6 +291,12 @@ class Experiment(Strict):
         return outputs_root() / "results" / ("replica" if self.replica else "") / self.name
 
     @property
+    def verdicts_file(self) -> Path:
+        """`results/<experiment>/verdicts.parquet`: the verdict table grading writes (`runs.grade`,
+        notebook 02) and every later stage reads (`counts.load`)."""
+        return self.results_dir / "verdicts.parquet"
+
+    @property
     def tables_dir(self) -> Path:
         """`results/<experiment>/tables/`: the CSV tables the notebooks write."""
         return self.results_dir / "tables"

@@ -2,7 +2,8 @@
 
 A counts table is long and tidy, one row per (model, benchmark, problem):
     model: str, benchmark: str, problem: str, n: int (samples), c: int (correct ones).
-It comes from our own verdicts, or from published results through the importers here:
+It comes from our own verdicts (the table grading writes, `results/<experiment>/verdicts.parquet`:
+this module reads it and never grades), or from published results through the importers here:
 - a per-problem counts CSV (one correct-count column per model, an n column);
 - the jsonl outputs of the official limit-of-RLVR / SimpleRL-Zoo / Qwen2.5-Math evaluation
   harness (`math_eval.py`): one line per problem with `idx` and a `score` list of booleans,
@@ -100,25 +101,30 @@ def pool(df: pd.DataFrame) -> pd.DataFrame:
     return out[COLUMNS]
 
 
-def paired(df: pd.DataFrame, models: list[str], benchmark: str | None = None) -> tuple[list[str], dict]:
-    """Align models on their common problems: (problem ids, {model: (n, c)}) for passk.
+def read_verdicts(cfg: Experiment) -> pd.DataFrame:
+    """The experiment's verdict table as grading wrote it; an error naming the step to run when it is
+    absent or does not cover every model and benchmark of the params (written before one was added)."""
+    path = cfg.verdicts_file
+    if not path.exists():
+        raise CountsError(f"{cfg.name}: no verdicts at {path}: grade first (`make verify EXPERIMENT={cfg.name}`, "
+                          "notebook 02)")
+    v = pd.read_parquet(path)
+    missing = sorted({m.label for m in cfg.models} - set(v["model"])) + sorted({b.name for b in cfg.benchmarks} - set(v["benchmark"]))
+    if missing:
+        raise CountsError(f"{cfg.name}: {path} has no verdicts for {missing}: grade again "
+                          f"(`make verify EXPERIMENT={cfg.name}`)")
+    return v
 
-    Different problem sets are an error (a paired comparison over mismatched problems is
-    not paired), naming the model and a few of the problems it lacks.
-    """
-    if benchmark is not None:
-        df = df[df["benchmark"] == benchmark]
-    present = set(df["model"])
-    absent = [m for m in models if m not in present]
-    if absent:
-        raise CountsError(f"no counts for model(s) {absent}; have {sorted(present)}")
-    tables = {m: df[df["model"] == m].set_index("problem") for m in models}
-    problems = list(tables[models[0]].index)
-    for m, t in tables.items():
-        diff = set(problems) ^ set(t.index)
-        if diff:
-            raise CountsError(f"model {m!r} and {models[0]!r} cover different problems, e.g. {sorted(diff)[:5]}")
-    return problems, {m: (t.loc[problems, "n"].to_numpy(), t.loc[problems, "c"].to_numpy()) for m, t in tables.items()}
+
+def from_verdicts(verdicts: pd.DataFrame, verdict: str = "answer") -> pd.DataFrame:
+    """Per-problem correct counts (COLUMNS) from a verdict table: 'answer' (answer-only) or 'trace'
+    (right answer by valid steps: only benchmarks with a trace checker have these)."""
+    col = {"answer": "correct", "trace": "trace_correct"}[verdict]
+    if verdicts[col].isna().any():
+        missing = sorted(verdicts.loc[verdicts[col].isna(), "benchmark"].unique())
+        raise CountsError(f"no trace-verified verdicts for {missing}: only the miniature's traces can be checked")
+    g = verdicts.assign(c=verdicts[col].astype(bool)).groupby(["model", "benchmark", "problem"], sort=False)
+    return g.agg(n=("sample", "size"), c=("c", "sum")).reset_index()[COLUMNS]
 
 
 def load(cfg: Experiment, verdict: str = "answer") -> pd.DataFrame:
@@ -129,8 +135,7 @@ def load(cfg: Experiment, verdict: str = "answer") -> pd.DataFrame:
     """
     r = cfg.replay
     if r is None:
-        from boundary import runs  # our own samples: verdicts cached beside the stores
-        return runs.counts(runs.grade(cfg, progress=False), verdict)
+        return from_verdicts(read_verdicts(cfg), verdict)
     if verdict != "answer":
         raise CountsError(f"{cfg.name}: a replay of published counts has answer-only verdicts, not {verdict!r}")
     path = cfg.resolve(r.path)

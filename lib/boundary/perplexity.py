@@ -37,20 +37,8 @@ import torch
 from tqdm import tqdm
 
 from boundary import quiet
-
-
-def _check(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], extra=None) -> None:
-    if len(prompts) != len(responses):
-        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    if extra is not None:
-        if len(extra) != len(prompts):
-            raise ValueError(f"extra has {len(extra)} entries for {len(prompts)} prompts")
-        names = {tuple(sorted(e)) for e in extra}
-        if len(names) > 1:
-            raise ValueError(f"extra: every pair needs the same model inputs, got {sorted(names)}")
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        if len(p) == 0 or len(r) == 0:
-            raise ValueError(f"pair {i}: empty {'prompt' if len(p) == 0 else 'response'}; nothing to condition on or score")
+from boundary.passk.compare import bootstrap_indices, percentile_interval
+from boundary.sampling.pairs import check_pairs, trim
 
 
 # Tokens (rows x padded width) per transformers forward pass: the activations of one batch. A pair
@@ -98,7 +86,7 @@ def token_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequence[
     positions x vocabulary log-softmax). `padding_side` exists to show (and test) that padding does
     not change the result. extra: per pair, further model inputs (tensors [1, ...], e.g. pixel_values).
     """
-    _check(prompts, responses, extra)
+    check_pairs(prompts, responses, extra)
     model.eval()
     base, head, softcap = _head(model)
     device = next(model.parameters()).device
@@ -150,21 +138,6 @@ def perplexity(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequ
     """PPL_model(response | prompt) for each pair, through transformers (CPU or GPU); extra as token_logprobs."""
     return from_logprobs(token_logprobs(model, prompts, responses, batch_size, pad_token_id, progress=progress,
                                         extra=extra))
-
-
-def trim(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], window: int | None,
-         spare: int = 0) -> list[list[int]]:
-    """The responses cut so that prompt + response + `spare` fits `window` positions (None: no window).
-    A prompt that leaves no room is an error naming the pair."""
-    if window is None:
-        return [list(r) for r in responses]
-    out = []
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        room = window - spare - len(p)
-        if room < 1:
-            raise ValueError(f"pair {i}: a prompt of {len(p)} tokens leaves no room to score in a window of {window}")
-        out.append(list(r)[:room])
-    return out
 
 
 # --- the study of notebook 04: whose responses, scored under whom --------------------------------
@@ -369,18 +342,17 @@ def medians(scores: pd.DataFrame, by: Sequence[str] = ("condition",), B: int = 1
             seed: int = 0) -> pd.DataFrame:
     """Median perplexity per `by` group with a bootstrap interval over problems.
 
-    A cluster bootstrap: a group's problems are resampled with all their responses. Every group
-    draws from the same seed, so groups over the same problems (the conditions of one problem
-    group) see the same resampled problems: their intervals are paired. Columns: *by, problems,
-    responses, median, ci_low, ci_high.
+    A cluster bootstrap (passk's resamples and percentile interval, the project's one bootstrap): a
+    group's problems are resampled with all their responses. Every group draws from the same seed,
+    so groups over the same problems (the conditions of one problem group) see the same resampled
+    problems: their intervals are paired. Columns: *by, problems, responses, median, ci_low, ci_high.
     """
     by = list(by)
     rows = []
     for key, part in scores.groupby(by, sort=False):
         per = [np.asarray(v) for _, v in part.groupby("problem", sort=True)["ppl"]]
-        draws = np.random.default_rng(seed).integers(0, len(per), size=(B, len(per)))
-        stats = np.array([np.median(np.concatenate([per[i] for i in d])) for d in draws])
-        lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
+        stats = np.array([np.median(np.concatenate([per[i] for i in d])) for d in bootstrap_indices(len(per), B, seed)])
+        lo, hi = percentile_interval(stats, ci)
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), "problems": len(per), "responses": len(part),
                      "median": float(part["ppl"].median()), "ci_low": float(lo), "ci_high": float(hi)})
@@ -397,10 +369,9 @@ def median_difference(scores: pd.DataFrame, a: str, b: str, B: int = 1000, ci: f
         raise ValueError(f"conditions {a!r} and {b!r} cover different (or no) problems: not a paired comparison")
     problems = sorted(sets[a])
     per = {c: [np.asarray(v) for _, v in p.groupby("problem", sort=True)["ppl"]] for c, p in parts.items()}
-    draws = np.random.default_rng(seed).integers(0, len(problems), size=(B, len(problems)))
     stats = np.array([np.median(np.concatenate([per[b][i] for i in d])) - np.median(np.concatenate([per[a][i] for i in d]))
-                      for d in draws])
-    lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
+                      for d in bootstrap_indices(len(problems), B, seed)])
+    lo, hi = percentile_interval(stats, ci)
     return {"a": a, "b": b, "diff": float(parts[b]["ppl"].median() - parts[a]["ppl"].median()),
             "ci_low": float(lo), "ci_high": float(hi)}
 

@@ -270,7 +270,8 @@ def perplexity_trend(trend: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.errorbar(t["step"], t["median"], yerr=[t["median"] - t["ci_low"], t["ci_high"] - t["median"]],
                     color=c, marker="o", ms=4, lw=1.6, capsize=3, label=run)
     ax.set(xlabel="RL step (0: the base model's own responses)", ylabel="median PPL under base", title=title)
-    ax.legend(fontsize=8)
+    if len(trend):  # an experiment without RL checkpoints has no trend to label
+        ax.legend(fontsize=8)
     return fig
 
 

@@ -1,4 +1,4 @@
-"""An experiment's runs: every (model, benchmark) pair, sampled into its store, graded, and counted.
+"""An experiment's runs: every (model, benchmark) pair, sampled into its store and graded.
 
 The glue of the data flow  params -> tasks -> sampling -> store -> verify -> counts. Which pairs
 exist follows one rule (`pairs`): text models are sampled on text (math, code) benchmarks, vision-
@@ -7,10 +7,10 @@ language models (`models[].modality: vision`) on visual ones; one experiment may
   generating only what is missing (resumable, top-up-able; boundary.store);
 - `grade(cfg)` writes the verdicts of each store beside it (`verdicts.parquet` in its folder),
   re-grading only what changed (boundary.verify.regrade), and adds the trace-verified verdict for
-  benchmarks that have a trace checker (the miniature);
-- `counts(cfg, verdict)` turns verdicts into the per-problem correct counts every pass@k analysis
-  starts from (boundary.counts columns), answer-only or trace-verified.
-Nothing is recomputed that is already stored, so each notebook can call the step it shows.
+  benchmarks that have a trace checker (the miniature), and the experiment's verdict table
+  `results/<experiment>/verdicts.parquet`, from which `boundary.counts.load` counts (the stages
+  flow one way: nothing after grading calls back into it).
+Nothing is recomputed that is already stored.
 With RAY_ADDRESS set, `sample` and `grade` do the same work on a Ray cluster (boundary.cluster).
 """
 from __future__ import annotations
@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from boundary import files, tasks
+from boundary import tasks
 from boundary.config import Benchmark, Experiment, Model
-from boundary.sampling.stops import StopRule, keyed_rule
-from boundary.store import Store, make_key
+from boundary.sampling.stops import StopRule, store_key
+from boundary.files import atomic_write
+from boundary.store import Store
 
 VERDICTS = "verdicts.parquet"  # the verdict table's file name, in each store's folder
 
@@ -87,14 +88,14 @@ def runs(cfg: Experiment, models: list[Model] | None = None, n: int | None = Non
     """
     for family in ("text", "vision"):  # a base/RL pair shares its template, in each family
         tasks.same_for_pair([m for m in cfg.models if m.role in ("base", "rl") and m.modality == family])
-    keys = {}  # (label, keyed stop rule) -> store key: a local model folder is hashed once, not per benchmark
+    keys = {}  # (label, benchmark kind) -> (rule, store key): a local model folder is hashed once, not per benchmark
     for model, bench in pairs(cfg, models):
-        rule, keyed = keyed_rule(model.path, model.template, tasks.kind(bench.name), model.revision, bench.name)
-        if (model.label, keyed) not in keys:
-            keys[model.label, keyed] = make_key(model.path, tasks.template_hash(model.template), cfg.sampling.backend,
-                                                cfg.sampling, model.revision, stops=keyed,
-                                                max_model_len=model.max_model_len)
-        key = keys[model.label, keyed]
+        kind = tasks.kind(bench.name)
+        slot = (model.label, kind, bench.name if kind == "code" else None)  # plain code stops depend on the benchmark
+        if slot not in keys:
+            keys[slot] = store_key(model.path, model.template, cfg.sampling.backend, cfg.sampling, kind,
+                                   model.revision, bench.name, model.max_model_len)
+        rule, key = keys[slot]
         bench = bench if n is None else bench.model_copy(update={"n": n})
         yield Run(model, bench, Store(cfg.results_dir / "samples" / bench.name, key), rule)
 
@@ -165,7 +166,7 @@ def log_sampling(cfg: Experiment, log: pd.DataFrame) -> pd.DataFrame:
         old = pd.read_csv(path, nrows=0).columns
         if list(old) != list(log.columns):
             merged = pd.concat([pd.read_csv(path, keep_default_na=False), log], ignore_index=True)
-            files.atomic_write(path, lambda tmp: merged.to_csv(tmp, index=False))
+            atomic_write(path, lambda tmp: merged.to_csv(tmp, index=False))
             return log
         fd, header = os.open(path, os.O_WRONLY | os.O_APPEND), False
     with os.fdopen(fd, "w") as f:
@@ -232,7 +233,8 @@ def gold_table(probs: list[tasks.Problem]) -> pd.DataFrame:
 def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = None,
           n: int | None = None) -> pd.DataFrame:
     """Grade every store (cached beside it; `models`, `n`: see `runs`); all verdicts with model and
-    benchmark columns.
+    benchmark columns. Grading the experiment itself (no `models`, no `n`) also writes its verdict
+    table, `results/<experiment>/verdicts.parquet`: what every later stage reads (`counts.load`).
 
     Every sample goes through `boundary.verify.grade` (extract, then compare) with the template
     it was sampled under. Adds `trace_correct` where the benchmark has a trace checker (NA elsewhere), and the sample's
@@ -264,15 +266,7 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
             v["trace_correct"] = [bool(c) and checker(by_id[p], text[(p, s)])
                                   for p, s, c in zip(v["problem"], v["sample"], v["correct"])]
         frames.append(v.assign(model=run.model.label, benchmark=run.benchmark.name))
-    return pd.concat(frames, ignore_index=True)
-
-
-def counts(verdicts: pd.DataFrame, verdict: str = "answer") -> pd.DataFrame:
-    """Per-problem correct counts (boundary.counts.COLUMNS) from verdicts: 'answer' or 'trace'."""
-    col = {"answer": "correct", "trace": "trace_correct"}[verdict]
-    if verdicts[col].isna().any():
-        missing = sorted(verdicts.loc[verdicts[col].isna(), "benchmark"].unique())
-        raise ValueError(f"no trace-verified verdicts for {missing}: only the miniature's traces can be checked")
-    g = verdicts.assign(c=verdicts[col].astype(bool)).groupby(["model", "benchmark", "problem"], sort=False)
-    out = g.agg(n=("sample", "size"), c=("c", "sum")).reset_index()
-    return out[["model", "benchmark", "problem", "n", "c"]]
+    verdicts = pd.concat(frames, ignore_index=True)
+    if models is None and n is None:
+        atomic_write(cfg.verdicts_file, lambda tmp: verdicts.to_parquet(tmp, index=False))
+    return verdicts

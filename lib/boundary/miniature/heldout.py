@@ -9,9 +9,9 @@ verification and every notebook treat the miniature exactly like a real benchmar
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from boundary.files import write_text
 from boundary.miniature import task
 
 SPLITS = {"test": "test.jsonl", "unseen": "unseen.jsonl"}  # held-out split -> file name
@@ -22,9 +22,6 @@ def write(params: task.TaskParams, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for split, name in SPLITS.items():
-        path = folder / name
-        tmp = folder / f".tmp-{name}"
-        tmp.write_text("".join(json.dumps(p, sort_keys=True) + "\n" for p in task.problems(split, params)))
-        os.replace(tmp, path)
-        paths.append(path)
+        text = "".join(json.dumps(p, sort_keys=True) + "\n" for p in task.problems(split, params))
+        paths.append(write_text(folder / name, text))
     return paths

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from boundary.files import atomic_dir
+
 
 def config(arch, tokenizer) -> LlamaConfig:
     """The LlamaConfig of an architecture section (boundary.config.MiniatureModel)."""
@@ -38,18 +40,12 @@ def save(model, tokenizer, folder: Path, meta: dict) -> None:
 
     `meta` (what built it: params, steps, metrics) goes to `miniature.json` beside the weights.
     """
-    folder = Path(folder)
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    if tmp.exists():
-        import shutil
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "miniature.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
-    if folder.exists():
-        import shutil
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "miniature.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+
+    atomic_dir(folder, write)
 
 
 def load(folder: Path):

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from boundary import ROOT
+from boundary.files import atomic_dir
 
 OUT = ROOT / "models" / "replicas"  # where `make replicas` writes, one folder per family
 SEED = 0  # torch seed of every replica's random weights
@@ -391,30 +391,26 @@ def build(name: str, out: Path = OUT) -> Path:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, GenerationConfig
 
     family = FAMILIES[name]
-    target = folder(name, out)
-    tmp = target.with_name(f".tmp-{name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     torch.manual_seed(SEED)
     cfg = _config(family)
     loader = AutoModelForImageTextToText if family.vision is not None else AutoModelForCausalLM
     model = loader.from_config(cfg, dtype=torch.float32)
     model.generation_config = GenerationConfig(**family.generation)
-    model.to(torch.bfloat16).save_pretrained(tmp)
-    tok = tokenizer(family)
-    tok.save_pretrained(tmp)
-    if family.vision is not None:  # the processor's files, as the hub repo has them
-        # written as files rather than through Qwen2_5_VLProcessor, which insists on a torchvision video processor
-        (tmp / "preprocessor_config.json").write_text(json.dumps(
-            {**family.processor, "image_processor_type": "Qwen2VLImageProcessor",
-             "processor_class": "Qwen2_5_VLProcessor"}, indent=2) + "\n")
-        (tmp / "chat_template.json").write_text(json.dumps({"chat_template": family.tokenizer["chat_template"]},
-                                                           indent=2) + "\n")
-    (tmp / "replica.json").write_text(json.dumps({"family": name, "stands_for": list(family.hub), "seed": SEED,
-                                                  "tiny": TINY}, indent=2) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+
+    def write(tmp: Path) -> None:
+        model.to(torch.bfloat16).save_pretrained(tmp)
+        tokenizer(family).save_pretrained(tmp)
+        if family.vision is not None:  # the processor's files, as the hub repo has them
+            # written as files rather than through Qwen2_5_VLProcessor, which insists on a torchvision video processor
+            (tmp / "preprocessor_config.json").write_text(json.dumps(
+                {**family.processor, "image_processor_type": "Qwen2VLImageProcessor",
+                 "processor_class": "Qwen2_5_VLProcessor"}, indent=2) + "\n")
+            (tmp / "chat_template.json").write_text(json.dumps({"chat_template": family.tokenizer["chat_template"]},
+                                                               indent=2) + "\n")
+        (tmp / "replica.json").write_text(json.dumps({"family": name, "stands_for": list(family.hub), "seed": SEED,
+                                                      "tiny": TINY}, indent=2) + "\n")
+
+    return atomic_dir(folder(name, out), write)
 
 
 def ramble_problem():
@@ -459,19 +455,17 @@ def build_rambling(out: Path = OUT) -> Path:
     if picked.min().exp() <= 0.99:
         raise RuntimeError(f"{RAMBLE}: training did not fit the text in {RAMBLE_STEPS} steps (loss {loss.item():.4f})")
     model.eval()
-    target_dir = folder(RAMBLE, out)
-    tmp = target_dir.with_name(f".tmp-{RAMBLE}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    model.to(torch.bfloat16).save_pretrained(tmp)
-    (tmp / "replica.json").write_text(json.dumps({
-        "family": RAMBLE_FROM, "trained": {"template": RAMBLE_TEMPLATE, "problem": RAMBLE_ROW,
-                                           "answer": RAMBLE_ANSWER, "invented": RAMBLE_INVENTED,
-                                           "steps": step + 1, "loss": round(loss.item(), 5)},
-        "seed": SEED, "tiny": TINY}, indent=2) + "\n")
-    shutil.rmtree(target_dir, ignore_errors=True)
-    os.replace(tmp, target_dir)
-    return target_dir
+
+    def write(tmp: Path) -> None:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        model.to(torch.bfloat16).save_pretrained(tmp)
+        (tmp / "replica.json").write_text(json.dumps({
+            "family": RAMBLE_FROM, "trained": {"template": RAMBLE_TEMPLATE, "problem": RAMBLE_ROW,
+                                               "answer": RAMBLE_ANSWER, "invented": RAMBLE_INVENTED,
+                                               "steps": step + 1, "loss": round(loss.item(), 5)},
+            "seed": SEED, "tiny": TINY}, indent=2) + "\n")
+
+    return atomic_dir(folder(RAMBLE, out), write)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,14 +31,14 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from boundary.verify.extract import boxed  # noqa: F401 (the project's one \boxed{} parser, as task.boxed)
+from boundary.tasks.arith import (PREC, apply, check_trace, evaluate, gold_of, reducible,  # noqa: F401
+                                   reduce_at, render, successors, tokens)  # the language, re-exported as task.*
+from boundary.tasks.boxed import boxed  # noqa: F401 (the project's one \boxed{} parser, as task.boxed)
 
-PREC = {"+": 1, "-": 1, "*": 2, "^": 3}  # operator precedence
 BASE_OPS = "+-*"  # operations of the base model's pretraining corpus
 NEW_OP = "^"  # the teacher's skill, never in the base's corpus
 EXPONENTS = (2, 3)  # right operands of `^`
 SLIPS = (-10, -2, -1, 1, 2, 10)  # arithmetic slips of an imperfect trace: off by these
-_EXPR = re.compile(r"-?\d+(?:[-+*^]\d+)*")  # a well-formed (intermediate) expression
 
 
 @dataclass(frozen=True)
@@ -52,88 +52,6 @@ class TaskParams:
     unseen_difficulties: tuple[int, ...] = (2, 3, 4)  # d of the held-out `unseen` (`^`) set
     unseen_per_difficulty: int = 24  # problems per d of `unseen`
 
-
-# ---------------------------------------------------------------- expressions and reductions
-
-def tokens(expr: str) -> list | None:
-    """[n0, op1, n1, op2, n2, ...] of an expression string, or None if it is not well formed."""
-    if not _EXPR.fullmatch(expr):
-        return None
-    out, i = [], 0
-    while i < len(expr):
-        j = i + 1 if (i == 0 and expr[0] == "-") else i
-        while j < len(expr) and expr[j].isdigit():
-            j += 1
-        out.append(int(expr[i:j]))
-        if j < len(expr):
-            out.append(expr[j])
-        i = j + 1
-    return out
-
-
-def render(toks: list) -> str:
-    """The canonical string of a token list (integers in plain decimal)."""
-    return "".join(str(t) for t in toks)
-
-
-def apply(op: str, a: int, b: int) -> int:
-    """One binary operation on integers."""
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if op == "^" and 0 <= b <= 3:
-        return a ** b
-    raise ValueError(f"not an operation of the task: {a}{op}{b}")
-
-
-def reducible(toks: list) -> list[int]:
-    """Positions (odd indices) of the operations that may be reduced next.
-
-    An operation is ready when its right neighbour does not bind tighter and its left neighbour
-    binds less tightly, except that adjacent products may go in any order (they associate).
-    Additive operations therefore reduce strictly left to right, after the products beside them.
-    """
-    ready = []
-    for j in range(1, len(toks), 2):
-        op, left = toks[j], toks[j - 2] if j >= 3 else None
-        right = toks[j + 2] if j + 2 < len(toks) else None
-        if right is not None and PREC[right] > PREC[op]:
-            continue
-        if right == "^" and op == "^":
-            continue  # never generated; exclude to keep `^` unambiguous
-        if left is not None and not (PREC[op] > PREC[left] or (op == "*" and left == "*")):
-            continue
-        ready.append(j)
-    return ready
-
-
-def reduce_at(toks: list, j: int, slip: int = 0) -> list:
-    """The token list with operation j reduced (its result off by `slip`)."""
-    return toks[: j - 1] + [apply(toks[j], toks[j - 1], toks[j + 1]) + slip] + toks[j + 2:]
-
-
-def successors(expr: str) -> set[str]:
-    """Every expression one valid, exact reduction away from `expr`."""
-    toks, out = tokens(expr), set()
-    for j in reducible(toks) if toks is not None else []:
-        try:
-            out.add(render(reduce_at(toks, j)))
-        except ValueError:
-            pass  # e.g. a power with an exponent outside the task's: no valid step there
-    return out
-
-
-def evaluate(expr: str) -> int:
-    """The value of a question by Python's own arithmetic, independent of the reduction rules."""
-    if not _EXPR.fullmatch(expr) or expr.startswith("-"):
-        raise ValueError(f"not a question: {expr!r}")
-    return int(eval(expr.replace("^", "**"), {"__builtins__": {}}))  # digits and + - * ** only
-
-
-# ---------------------------------------------------------------- generation
 
 def _runs_ok(toks: list, max_run: int) -> bool:
     """Is every multiplicative run (maximal chain of * and ^) at most max_run in value?"""
@@ -247,41 +165,14 @@ def sample(rng: random.Random, difficulties: Iterable[int], ops: str, exclude: s
             return q
 
 
-# ---------------------------------------------------------------- verdicts
-
-def _gold(problem_or_question) -> tuple[str, str]:
-    """(question, gold answer) from a problem record or a bare question."""
-    if isinstance(problem_or_question, dict):
-        return problem_or_question["question"], problem_or_question["answer"]
-    return problem_or_question, str(evaluate(problem_or_question))
-
-
 def check_answer(problem_or_question, response: str) -> bool:
     """Answer-only verdict: the last boxed value equals the gold integer (as Math-Verify would).
 
     Written here rather than calling Math-Verify because the RL reward and the n = 256 evaluation
     call it hundreds of thousands of times; tests check that both agree on miniature answers.
     """
-    _, gold = _gold(problem_or_question)
+    _, gold = gold_of(problem_or_question)
     got = boxed(response)
     if got is None or not re.fullmatch(r"[-+]?\d+", got):
         return False
     return int(got) == int(gold)
-
-
-def check_trace(problem_or_question, response: str) -> bool:
-    """Trace-verified verdict: the right answer reached by valid steps only.
-
-    The response must be `step=step=...=N\\boxed{N}` where each step is one valid exact
-    reduction of the previous expression (the first of the question) and N is the gold answer.
-    """
-    question, gold = _gold(problem_or_question)
-    m = re.fullmatch(r"(.*)\\boxed\{([^{}]*)\}", response.strip(), flags=re.S)
-    if not m:
-        return False
-    prev = question
-    for step in m.group(1).split("="):
-        if step not in successors(prev):
-            return False
-        prev = step
-    return tokens(prev) is not None and len(tokens(prev)) == 1 and m.group(2) == prev == gold

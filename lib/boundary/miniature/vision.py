@@ -27,12 +27,9 @@ AutoModelForImageTextToText and vLLM (architecture LlavaForConditionalGeneration
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +41,8 @@ from transformers import (AutoModelForImageTextToText, AutoProcessor, CLIPVision
                           LlavaForConditionalGeneration, LlavaProcessor)
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from boundary import stable_seed
+from boundary.files import atomic_dir, atomic_write
 from boundary.miniature import task, tokenizer as tk
 
 IMAGE_TOKEN = "<image>"  # the image placeholder, one more special token after the text vocabulary
@@ -76,7 +75,7 @@ SIZE, PATCH = 32, 8  # default image side and patch (cell) side, in pixels: a 4x
 
 def image_seed(expression: str, salt: str | int) -> int:
     """A stable image seed for an expression (63 bits of SHA-256 of salt and expression)."""
-    return int.from_bytes(hashlib.sha256(f"{salt}/{expression}".encode()).digest()[:8], "big") >> 1
+    return stable_seed(f"{salt}/{expression}")
 
 
 def render(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) -> Image.Image:
@@ -203,14 +202,12 @@ def fresh(text_model, proc, cfg, seed: int) -> LlavaForConditionalGeneration:
 
 def save(model, proc, folder: Path, meta: dict) -> None:
     """Write a VLM checkpoint folder whole (temporary sibling, then renamed): weights, processor, meta."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    proc.save_pretrained(tmp)
-    (tmp / "miniature.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        proc.save_pretrained(tmp)
+        (tmp / "miniature.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+
+    atomic_dir(folder, write)
 
 
 def load(folder: Path):
@@ -342,7 +339,4 @@ def write_benchmark(params: task.TaskParams, encoder: Encoder, folder: Path) -> 
                         ("difficulty", pa.int64()), ("expression", pa.string()), ("image", pa.binary())])
     table = pa.Table.from_pylist(rows, schema=schema)
     folder.mkdir(parents=True, exist_ok=True)
-    path, tmp = folder / "test.parquet", folder / ".tmp-test.parquet"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(folder / "test.parquet", lambda tmp: pq.write_table(table, tmp))

@@ -1,5 +1,6 @@
 """pass@k and the statistics of the reasoning boundary, as pure functions over per-problem (n, c).
 
+- `pairs`: a counts table's models aligned on their common problems (`paired`), the input of the rest;
 - `estimate`: the unbiased pass@k for every k <= n (`pass_at_k`, `curves`, `mean_curve`);
 - `compare`: models on the same problems: paired bootstrap curves, pointwise and simultaneous
   (sup-t) bands of the difference, the crossover, coverage sets, ΔSE, the verdict, the overview;
@@ -16,13 +17,14 @@ from boundary.passk.compare import (Crossover, Curves, bootstrap_curves, bootstr
                                     first_catch, overview, sampling_efficiency_gap, simultaneous_band, solved,
                                     verdict)
 from boundary.passk.estimate import curves, mean_curve, pass_at_k
+from boundary.passk.pairs import Unpaired, paired
 from boundary.passk.distribution import Fit, Unidentifiable, extrapolate, fit, goodness_of_fit, posterior_draws
 
 __all__ = [
     "HISTOGRAM_BINS", "accuracy_bins", "accuracy_histogram", "cover", "cover_table", "transitions",
     "Crossover", "Curves", "bootstrap_curves", "bootstrap_indices", "coverage", "crossover", "first_catch",
     "overview", "sampling_efficiency_gap", "simultaneous_band", "solved", "verdict",
-    "curves", "mean_curve", "pass_at_k",
+    "curves", "mean_curve", "pass_at_k", "Unpaired", "paired",
     "Fit", "Unidentifiable", "extrapolate", "fit", "goodness_of_fit", "posterior_draws",
 ]
 from boundary.passk.project import PredictedCrossover, Projection, conditional_intervals, project  # noqa: E402

@@ -7,12 +7,15 @@ seeds are pooled or a run was topped up); curves are reported for k = 1..min(n).
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from boundary.passk.estimate import curves, pass_at_k
+from boundary.passk.pairs import paired
 
 
 def bootstrap_indices(problems: int, B: int, seed: int) -> np.ndarray:
@@ -31,9 +34,12 @@ def _resampled_means(per_problem: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def percentile_interval(values: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
     """The `ci` percentile interval of bootstrap replicates along axis 0 (rows that are NaN, such as
     resamples that could not be refitted, are left out): the one bootstrap interval of pass@k curves
-    and of their projections past n."""
+    and of their projections past n. A column with no replicate at all (pass@infinity of a model
+    that solved nothing) gets NaN, quietly: the tables say why."""
     a = (1 - ci) / 2
-    return np.nanquantile(values, a, axis=0), np.nanquantile(values, 1 - a, axis=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        return np.nanquantile(values, a, axis=0), np.nanquantile(values, 1 - a, axis=0)
 
 
 @dataclass(frozen=True)
@@ -224,8 +230,6 @@ def overview(table: pd.DataFrame, ref: str, treated: str, B: int, ci: float, see
     column, and one summary row per benchmark: problems, K (largest k), pass@1 and pass@K of each,
     the paired difference treated - ref at k=1 and k=K with intervals, and the crossover k.
     """
-    from boundary.counts import paired  # counts imports config only; kept local to avoid a cycle
-
     frames, rows = [], []
     for bench in dict.fromkeys(table["benchmark"]):
         _, pc = paired(table, [ref, treated], benchmark=bench)

@@ -35,7 +35,7 @@ _BOUNDS = [(-12.0, 12.0), (np.log(0.01), np.log(200.0)), (np.log(0.01), np.log(5
 
 
 class Unidentifiable(ValueError):
-    """The counts cannot identify a success-rate distribution (none solved, or one sample each)."""
+    """The counts cannot identify a success-rate distribution (one sample per problem)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,16 @@ class Fit:
     loglik: float  # maximised log-likelihood of the counts (problems' weights included)
     problems: float  # number of problems fitted (sum of weights)
     converged: bool  # did the optimiser report convergence
+    solved: bool = True  # was any problem solved; if not, only "pass@k = 0 at every finite k" is identified
+
+    @classmethod
+    def none_solved(cls, problems: float) -> "Fit":
+        """The fit of counts with no success: the likelihood's supremum (1) is approached by every rate
+        going to 0, so pass@k is 0 at every finite k; the unsolvable share, and with it pass@infinity,
+        could be anything (all problems unsolvable, or all merely very hard): NaN, never a guess."""
+        nan = float("nan")
+        return cls(unsolvable=nan, alpha=nan, beta=nan, scale=nan, loglik=0.0, problems=float(problems),
+                   converged=True, solved=False)
 
     @property
     def pass_at_infinity(self) -> float:
@@ -165,9 +175,10 @@ def fit(n, c, weights=None, start: Fit | None = None) -> Fit:
 
     n, c: per-problem samples and correct counts (n may be one number). weights: per-problem
     multiplicities (a bootstrap resample), default 1. start: a previous fit to start from (one
-    start instead of three). Raises ValueError when the counts cannot identify a distribution:
-    no problem ever solved (an unsolvable share of 1 and "very hard" fit equally well), or a
-    single sample per problem (one sample identifies only the mean rate).
+    start instead of three). Counts with no success (a model that solved nothing, or a bootstrap
+    resample without its solved problems) give `Fit.none_solved`: pass@k 0 at every finite k, the
+    unsolvable share and pass@infinity NaN (an unsolvable share of 1 and "very hard" fit equally
+    well). Raises Unidentifiable for a single sample per problem (it identifies only the mean rate).
     """
     un, uc, inverse = _pairs(n, c)
     w = np.bincount(inverse, weights=None if weights is None else np.asarray(weights, float).ravel(),
@@ -176,8 +187,7 @@ def fit(n, c, weights=None, start: Fit | None = None) -> Fit:
         raise Unidentifiable("every problem has n = 1 sample: one sample identifies only the mean success "
                          "rate, not its distribution; fit needs n >= 2 on some problems")
     if not np.any((uc > 0) & (w > 0)):
-        raise Unidentifiable("no problem was ever solved: the unsolvable share and the rates of hard problems "
-                         "cannot be told apart; sample more before extrapolating")
+        return Fit.none_solved(w.sum())
     t = _grid(int(un.max()))
 
     if start is not None:
@@ -212,7 +222,10 @@ def _posterior(f: Fit, n: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[np.
 
 
 def _predict(f: Fit, n: np.ndarray, c: np.ndarray, ks: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Posterior mean of pass@k per pair (pairs, K): (1 - w0) (1 - E[(1 - aX)^k | n, c])."""
+    """Posterior mean of pass@k per pair (pairs, K): (1 - w0) (1 - E[(1 - aX)^k | n, c]); for a fit
+    of counts with no success, 0 at finite k and NaN (unidentified) at k = inf."""
+    if not f.solved:
+        return np.where(np.isfinite(ks), 0.0, np.nan) * np.ones((n.size, 1))
     w0, probs, _, l1ax = _posterior(f, n, c, t)
     finite = np.isfinite(ks)
     miss = np.zeros((l1ax.size, ks.size))  # (nodes, K); k = inf: 0, every node is a solvable rate
@@ -241,9 +254,11 @@ def posterior_draws(f: Fit, n, c, draws: int, rng: np.random.Generator) -> np.nd
 
     The posterior of a problem never solved keeps the fit's unsolvable mass (p = 0) at its
     posterior weight; the solvable part is drawn from the quadrature nodes, jittered within their
-    cell so draws are continuous.
+    cell so draws are continuous. A fit of counts with no success (`Fit.none_solved`) draws 0.
     """
     un, uc, inverse = _pairs(n, c)
+    if not f.solved:  # no success: every rate at the likelihood's supremum is 0
+        return np.zeros((draws, inverse.size))
     t = _grid(int(un.max()))
     w0, probs, x, _ = _posterior(f, un, uc, t)
     h = t[1] - t[0]

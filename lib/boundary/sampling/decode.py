@@ -36,7 +36,6 @@ layouts raise a clear error rather than decode wrongly.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -45,7 +44,7 @@ from tqdm import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from boundary import quiet
+from boundary import quiet, stable_seed
 from boundary.sampling.lean import LeanStep, unsupported
 
 
@@ -62,7 +61,7 @@ class Completion:
 
 def problem_key(problem_id: str) -> int:
     """The stable key of a problem id: the first 63 bits of its SHA-256 (the same on every machine)."""
-    return int.from_bytes(hashlib.sha256(problem_id.encode("utf-8")).digest()[:8], "big") >> 1
+    return stable_seed(problem_id)
 
 
 # --- counter-based noise: splitmix64 on int64 tensors (wrapping arithmetic, logical shifts) ---

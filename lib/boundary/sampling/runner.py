@@ -9,8 +9,11 @@ benchmark, template or picture must open a new store, not be mixed in).
 
 As a command (used by the crash-resume test and benchmark, and handy on a GPU box):
   python -m boundary.sampling.runner --model DIR_OR_HUB_ID --problems FILE.jsonl --n 64 --store DIR
-where each JSONL line is {"id": ..., "prompt": ...} (rendered) or {"id": ..., "question": ...}
-(rendered with --template, default the tokenizer's chat template).
+where each JSONL line is {"id": ..., "question": ...}, rendered with a registered prompt template
+(--template, as a params file's `models[].template`; default `chat-question`, the tokenizer's chat
+template around the bare question). The command applies the model's stop rule for that template
+(--kind) and its window (--max-model-len), and derives the store key exactly as the notebooks'
+runs do (`stops.store_key`): with the same settings its store is theirs.
 """
 from __future__ import annotations
 
@@ -25,9 +28,10 @@ from tqdm import tqdm
 
 from boundary import quiet
 from boundary.config import Sampling
-from boundary.sampling.backends import Backend, Request, load, render
-from boundary.sampling.stops import StopRule
-from boundary.store import Store, make_key, prompt_sha256
+from boundary.sampling.backends import Backend, Request, load
+from boundary.sampling.stops import StopRule, store_key
+from boundary.store import Store, prompt_sha256
+from boundary.tasks import Problem, templates
 
 
 @dataclass(frozen=True)
@@ -40,15 +44,15 @@ class RunStats:
     shards: int  # shards written
 
 
-Problem = tuple[str, str] | tuple[str, str, bytes | None]  # (id, rendered prompt) or (id, prompt, image bytes)
+Prompt = tuple[str, str] | tuple[str, str, bytes | None]  # (id, rendered prompt) or (id, prompt, image bytes)
 
 
-def _image(problem: Problem) -> bytes | None:
+def _image(problem: Prompt) -> bytes | None:
     """The image of a (id, prompt[, image]) tuple, None for a text prompt."""
     return problem[2] if len(problem) > 2 else None
 
 
-def check_prompts(store: Store, problems: Sequence[Problem]) -> None:
+def check_prompts(store: Store, problems: Sequence[Prompt]) -> None:
     """Raise if a problem's stored samples came from another rendered prompt (or image) than the one given now."""
     df = store.read(["problem_id", "prompt_sha256"])
     if df.empty:
@@ -61,7 +65,7 @@ def check_prompts(store: Store, problems: Sequence[Problem]) -> None:
                              f"(stored prompt hashes {sorted(stored[pid])}); the benchmark, template or image changed")
 
 
-def run(backend: Backend, store: Store, problems: Sequence[Problem], n: int, params: Sampling, *,
+def run(backend: Backend, store: Store, problems: Sequence[Prompt], n: int, params: Sampling, *,
         chunk: int = 64, flush_s: float = 30.0, progress: bool = False, rule: StopRule | None = None) -> RunStats:
     """Sample indices 0..n-1 of each (problem id, rendered prompt[, image bytes]) that the store lacks;
     stream them in.
@@ -106,38 +110,43 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model", required=True, help="checkpoint folder or hub id")
     ap.add_argument("--revision", default=None, help="hub revision")
     ap.add_argument("--problems", required=True, type=Path, help="JSONL of {id, prompt} or {id, question}")
-    ap.add_argument("--template", default="chat", help="'chat' or a format string with {question}")
+    ap.add_argument("--template", default="chat-question", help=f"prompt template: {', '.join(templates.TEMPLATES)}")
+    ap.add_argument("--kind", default="math", choices=["math", "visual"], help="problem kind (chooses the stop rule)")
     ap.add_argument("--n", type=int, required=True, help="samples per problem")
     ap.add_argument("--store", required=True, type=Path, help="store root folder")
     ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--max-model-len", type=int, default=None, help="prompt + completion window (default the model's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--stop", action="append", default=[], help="a stop string (repeatable)")
     ap.add_argument("--chunk", type=int, default=64, help="samples per shard")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     a = ap.parse_args(argv)
+    templates.get(a.template)  # an unknown name fails here, listing the known ones, before a model loads
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
     params = Sampling(backend=a.backend, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
                       seed=a.seed, batch_size=a.batch_size, stop=a.stop)
-    backend = load(a.backend, a.model, a.revision, params)
     problems = []
     for line_no, line in enumerate(a.problems.read_text().splitlines(), 1):
         if not line.strip():
             continue
         row = json.loads(line)
-        if "id" not in row or not ("prompt" in row or "question" in row):
-            raise ValueError(f"{a.problems}:{line_no}: needs 'id' and 'prompt' or 'question'")
-        problems.append((str(row["id"]), row["prompt"] if "prompt" in row else render(backend.tokenizer, row["question"], a.template)))
-    template_id = a.template if a.template != "chat" else "chat:" + str(backend.tokenizer.chat_template)
-    store = Store(a.store, make_key(a.model, template_id, backend.name, params, a.revision))
-    stats = run(backend, store, problems, a.n, params, chunk=a.chunk, progress=True)
-    print(json.dumps({"store": str(store.dir), **stats.__dict__}))
-
+        if not isinstance(row, dict) or "id" not in row or "question" not in row:
+            raise ValueError(f"{a.problems}:{line_no}: needs 'id' and 'question'")
+        problems.append(Problem.bare(row["id"], row["question"], row.get("gold")))
+    rule, key = store_key(a.model, a.template, a.backend, params, a.kind, a.revision, max_model_len=a.max_model_len)
+    backend = load(a.backend, a.model, a.revision, params, max_model_len=a.max_model_len)
+    try:
+        prompts = [(p.id, templates.render(a.template, p, backend.tokenizer)) for p in problems]
+        stats = run(backend, Store(a.store, key), prompts, a.n, params, chunk=a.chunk, progress=True, rule=rule)
+    finally:
+        getattr(backend, "close", lambda: None)()
+    print(json.dumps({"store": str(Store(a.store, key).dir), **stats.__dict__}))
 
 if __name__ == "__main__":
     main()

@@ -33,6 +33,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from boundary.store import StoreKey, make_key
 from boundary.tasks import templates
 
 KINDS = ("math", "code", "visual")  # problem kinds (boundary.tasks.registry.Spec.kind)
@@ -214,3 +215,14 @@ def keyed_rule(model: str | Path, template: str, kind: str = "math", revision: s
     tokenizer, generation = load_tokenizer(model, revision)
     rule = rule_for(tokenizer, generation, template, kind, benchmark, name=str(model))
     return rule, rule.keyed(eos_ids(tokenizer, generation))
+
+
+def store_key(model: str | Path, template: str, backend: str, sampling, kind: str = "math",
+              revision: str | None = None, benchmark: str | None = None,
+              max_model_len: int | None = None) -> tuple[StopRule, StoreKey]:
+    """(the stop rule, the sample-store key) of sampling `model` with the registered prompt `template`
+    on problems of `kind`: the one derivation the notebooks' runs (`runs.runs`) and the command-line
+    runner share, so a store filled by either is the other's."""
+    rule, keyed = keyed_rule(model, template, kind, revision, benchmark)
+    return rule, make_key(model, templates.template_hash(template), backend, sampling, revision, stops=keyed,
+                          max_model_len=max_model_len)

@@ -15,7 +15,7 @@ import re
 
 from boundary.tasks.problem import Problem
 from boundary.tasks.rows import Row
-from boundary.verify.extract import boxed  # the project's one \boxed{} parser (Minerva's gold)
+from boundary.tasks.boxed import boxed  # the project's one \boxed{} parser (Minerva's gold)
 
 
 def _question(row: Row, gold: str | None) -> str:

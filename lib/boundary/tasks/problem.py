@@ -41,6 +41,14 @@ class Problem:
         if self.answer_type != "code" and not self.gold:
             raise TaskError(f"{self.id}: no gold answer")
 
+    @classmethod
+    def bare(cls, id: str, question: str, gold: str | None = None) -> "Problem":
+        """A math problem known only by its question (the sampling command's rows, benchmarks and tests
+        that sample a question outside any benchmark): rendered by a registered template like any
+        other; its gold, unless given, is a marker (sampling never reads it; grading must not)."""
+        return cls(id=str(id), benchmark="bare", question=str(question), gold=gold or "(no gold: a bare question)",
+                   answer_type="math")
+
     @property
     def visual(self) -> bool:
         """True for problems of a visual benchmark (they need `image` to be prompted)."""

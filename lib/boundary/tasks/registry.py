@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from boundary import ROOT
-from boundary.miniature import task as miniature_task
-from boundary.tasks import parse
+from boundary.tasks import arith, parse
 from boundary.tasks.problem import Problem, TaskError
 from boundary.tasks.rows import Row, read_file, read_hub, read_url
 
@@ -89,13 +88,13 @@ REGISTRY: dict[str, Spec] = {
                        hub=Hub("MathLLMs/MathVision", split="testmini", images=("decoded_image",)), count=304),
     # The miniature world's held-out sets (boundary.miniature.task), local only: `source` is the
     # folder `make models` writes. Each step of a trace is checkable, hence the trace checker.
-    "miniature": Spec(parse.miniature, "test.jsonl", trace=lambda p, text: miniature_task.check_trace(p.question, text)),
+    "miniature": Spec(parse.miniature, "test.jsonl", trace=lambda p, text: arith.check_trace(p.question, text)),
     "miniature-unseen": Spec(parse.miniature, "unseen.jsonl",
-                             trace=lambda p, text: miniature_task.check_trace(p.question, text)),
+                             trace=lambda p, text: arith.check_trace(p.question, text)),
     # The miniature's visual benchmark: the `test`-like problems drawn as images (the folder
     # `make models` writes for an experiment with a vision section: <out>/benchmark/visual).
     "miniature-visual": Spec(parse.miniature_visual, "test.parquet", kind="visual",
-                             trace=lambda p, text: miniature_task.check_trace(p.meta["expression"], text)),
+                             trace=lambda p, text: arith.check_trace(p.meta["expression"], text)),
 }
 
 

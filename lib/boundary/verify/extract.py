@@ -5,7 +5,8 @@ Math-Verify splits `parse` from `verify`; this module is our `parse` for what re
 program is run), so it is cheap, deterministic and importable from anywhere (the loaders read
 Minerva's gold with `boxed`, the miniature's reward reads answers with it too).
 
-- `boxed`: THE `\\boxed{}` parser of the project (the last box that closes, braces matched).
+- `boxed`: THE `\\boxed{}` parser of the project (the last box that closes, braces matched), which
+  lives with the benchmarks (boundary.tasks.boxed: MATH's gold is written in it) and is used here.
 - `after_reasoning`: the part of a response after its reasoning block. A block may be whole
   (`<think>...</think>`) or opened by the prompt itself (R1-distilled and DeepCoder chat templates
   end the generation prompt with `<think>`), so only the closing `</think>` shows in the response.
@@ -25,9 +26,10 @@ import ast
 import re
 from dataclasses import dataclass
 
+from boundary.tasks.boxed import boxed
+
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"  # reasoning-block markers (R1, DeepCoder, EasyR1)
 
-_BOX = re.compile(r"\\(?:boxed|fbox|framebox)\s*")
 _HASH = re.compile(r"^\s*####\s*(.+?)\s*$", re.M)
 _PHRASE = re.compile(r"(?:answer\s+is|answer\s*:)\s*:?\s*(.+?)(?:\n|$|(?<=[^\d\s])\.(?:\s|$))", re.I)
 # The DAPO reward's answer line (verl `math_dapo.py`: the last match of "Answer\s*:\s*([^\n]+)", any case).
@@ -47,39 +49,6 @@ _CODE_LINE = re.compile(r"^\s*(?:(?:def|class|import|from|return|for|while|if|el
                         r"|[A-Za-z_][\w.\[\], ]*\s*[-+*/%]?=(?!=))", re.M)
 # What a stdin program does that a sample input/output block does not.
 _IO = re.compile(r"\binput\s*\(|\bstdin\b|\bopen\s*\(\s*0|\bprint\s*\(|\bstdout\b|\bexit\s*\(")
-
-
-def _closers(text: str) -> dict[int, int]:
-    """{position of "{": position of its matching "}"} for every closed group, in one linear pass."""
-    stack, pairs = [], {}
-    for m in re.finditer(r"(?<!\\)[{}]", text):
-        if m.group(0) == "{":
-            stack.append(m.start())
-        elif stack:
-            pairs[stack.pop()] = m.start()
-    return pairs
-
-
-def boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (or `\\fbox`, `\\framebox`) that closes, braces matched
-    and stripped; `\\boxed 5` (no braces) up to the next space or dollar; None if there is none.
-
-    A truncated response may end inside its last box: then the last box that closes counts. An
-    empty box is skipped. Written here because Math-Verify parses answers to sympy but does not
-    return the raw LaTeX, which the verdict stores and the loaders keep as gold."""
-    boxes = list(_BOX.finditer(text))
-    closers = _closers(text) if boxes else {}
-    for m in reversed(boxes):
-        j = m.end()
-        if j < len(text) and text[j] == "{":
-            inner = text[j + 1:closers[j]].strip() if j in closers else ""
-            if inner:
-                return inner
-        elif j < len(text):
-            word = re.match(r"[^\s$]+", text[j:])
-            if word:
-                return word.group(0)
-    return None
 
 
 def after_reasoning(response: str) -> tuple[str, bool]:

@@ -13,13 +13,13 @@ for notebook 02's audit of the verifier.
 """
 import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from boundary.files import atomic_write
 from boundary.tasks.problem import Problem
 from boundary.verify import code, grading, math
 
@@ -144,9 +144,7 @@ def _write(verdicts: pd.DataFrame, path: Path, keep: pd.DataFrame) -> None:
     table = pd.concat([others, verdicts], ignore_index=True) if len(others) else verdicts
     table = table.sort_values(key, kind="stable").reset_index(drop=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
 # ---------------------------------------------------------------- the audit of the verifier
