@@ -221,6 +221,13 @@ def test_a_cluster_without_the_gpus_asked_for_is_refused_before_any_work(on_clus
     assert not list((on_cluster / "results").rglob("shard-*"))
 
 
+def test_more_workers_than_the_cluster_has_cpus_is_refused_before_any_work(on_cluster, monkeypatch):
+    monkeypatch.setenv(cluster.WORKERS_ENV, "3")  # the cluster has 2 CPUs
+    with pytest.raises(RuntimeError, match=r"the cluster has 2 CPUs, 3 workers need one each: set RAY_WORKERS to at most 2"):
+        cluster.sample(smoke(), progress=False)
+    assert not list((on_cluster / "results").rglob("shard-*"))
+
+
 def test_a_results_folder_a_node_cannot_read_is_refused(on_cluster, monkeypatch):
     monkeypatch.setattr(cluster, "_read_probe", lambda path: None)  # what a node without the shared folder reads
     with pytest.raises(RuntimeError, match=r"is not shared with every node: .*\(node [0-9a-f]{8}\) cannot read"):

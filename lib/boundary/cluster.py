@@ -23,8 +23,8 @@ nothing here is imported, nor is Ray.
   tasks (one CPU each) with `boundary.verify.grade_many`, merged by the caller into the same cache
   (`boundary.verify.regrade`), so verdicts are those of a local run.
 - **Checks before any work** (`connect`, `check`): Ray missing, an address where nothing answers, a
-  cluster without the GPUs that `workers` x `tensor_parallel_size` need, a results folder that a
-  node cannot read; each is an error that names it.
+  cluster without the GPUs that `workers` x `tensor_parallel_size` need (or a CPU per worker), a
+  results folder that a node cannot read; each is an error that names it.
 
 Why Ray Core (tasks and actors) and not Ray Data with its vLLM processor: the unit of work here is
 not a row but a resumable (model, benchmark, problem shard) whose results must land in this
@@ -142,6 +142,10 @@ def check(ray, cfg: Experiment, workers: int) -> None:
     """Refuse a cluster that cannot run the experiment, before any work: too few GPUs for `workers`
     vLLM engines of `tensor_parallel_size` GPUs, or a results folder some node cannot read."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < workers:  # each worker takes one CPU: more would wait forever for one
+        raise RuntimeError(f"{ADDRESS_ENV}={address()!r}: the cluster has {cpus} CPUs, {workers} workers need one each: "
+                           f"set {WORKERS_ENV} to at most {cpus}")
     if cfg.sampling.backend == "vllm":
         need = workers * cfg.sampling.tensor_parallel_size
         if gpus < need:
