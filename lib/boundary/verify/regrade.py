@@ -84,12 +84,14 @@ def _inputs(p: Problem, text: str, template: str) -> str:
 
 def grade_samples(samples: pd.DataFrame, problems: Sequence[Problem] | Mapping | pd.DataFrame,
                   template: str = "plain", *, cache: str | Path | None = None, timeout_s: float | None = None,
-                  workers: int | None = None, progress: bool = False) -> pd.DataFrame:
+                  workers: int | None = None, progress: bool = False, grader=None) -> pd.DataFrame:
     """One verdict row per sample (columns `COLUMNS`), graded by `boundary.verify.grade_many`,
     reusing and updating the Parquet `cache` if given.
 
     problems: the `Problem`s the samples answer (a list, or {id: Problem}), or a gold table (see
-    `problems_from_golds`); template: the prompt template the samples were sampled under.
+    `problems_from_golds`); template: the prompt template the samples were sampled under; grader:
+    what grades the samples not cached, with grade_many's signature and verdicts (default grade_many
+    itself; boundary.cluster.grade_many spreads them over a Ray cluster).
     """
     missing = {"problem", "sample", "text"} - set(samples.columns)
     if missing:
@@ -116,7 +118,7 @@ def grade_samples(samples: pd.DataFrame, problems: Sequence[Problem] | Mapping |
     todo = df.merge(reused[key], on=key, how="left", indicator=True)
     todo = todo[todo["_merge"] == "left_only"].drop(columns="_merge")
 
-    verdicts = grading.grade_many([by_id[p] for p in todo["problem"]], list(todo["text"]), template,
+    verdicts = (grader or grading.grade_many)([by_id[p] for p in todo["problem"]], list(todo["text"]), template,
                                   timeout_s=timeout_s, workers=workers, progress=progress)
     rows = pd.DataFrame([{"problem": p, "sample": s, "status": v.status, "correct": v.correct,
                           "extracted": v.extracted, "verifier": v.verifier, "version": v.version,
