@@ -175,7 +175,8 @@ class MiniaturePretrain(Strict):
 class MiniatureRL(Strict):
     """RLVR of the base on training problems: binary reward = boxed answer correct."""
 
-    algorithm: Literal["grpo"] = "grpo"  # the policy-gradient variant (boundary.miniature.rl)
+    algorithm: Literal["grpo", "ppo", "rloo", "reinforce++", "remax", "dapo", "dr-grpo"] = "grpo"  # the
+    # policy-gradient algorithm (boundary.miniature.losses: its advantages, loss and KL placement)
     seeds: list[int] = [0, 1]  # one RL model per seed: models/miniature/rl-seed<s>
     steps: int = Field(100, ge=1)  # policy updates
     prompts: int = Field(16, ge=1)  # problems per step
@@ -188,6 +189,58 @@ class MiniatureRL(Strict):
     eval_every: int = Field(10, ge=1)  # held-out pass@1 every this many steps (the figure)
     eval_problems: int = Field(64, ge=1)  # held-out `test` problems of that curve (spread over d)
     eval_samples: int = Field(4, ge=1)  # samples per problem of that curve's pass@1
+    kl: float = Field(0.0, ge=0.0)  # KL coefficient against the reference (the base; 0: no reference kept)
+    reset_every: int | None = Field(None, ge=1)  # make the policy the KL reference (and restart the optimizer)
+    # every this many steps (ProRL's reference reset); None: the base stays the reference
+    updates: int = Field(1, ge=1)  # optimizer steps per rollout batch (PPO epochs; > 1 lets the clip bind)
+    critic_lr: float = Field(1e-4, gt=0.0)  # learning rate of PPO's critic (other algorithms have none)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MiniatureRL":
+        if self.reset_every is not None and self.kl == 0:
+            raise ValueError(f"reset_every={self.reset_every} resets the KL reference, but kl is 0: set kl > 0 "
+                             "or drop reset_every")
+        late = [t for t in self.checkpoints if not 1 <= t <= self.steps]
+        if late:
+            raise ValueError(f"checkpoints {late} are outside the run's steps 1..{self.steps}")
+        return self
+
+
+class StudyVariant(MiniatureRL):
+    """One trained setting of the RL study: `label`, its seeds, and the fields of `miniature.rl` it changes
+    (any of them: algorithm, steps, kl, reset_every, samples, lr, checkpoints, ...). Only the fields written
+    in the params file apply (the others come from `miniature.rl`, not from these defaults)."""
+
+    label: str = Field(..., pattern=r"^[a-z0-9][a-z0-9+.-]*$")  # its name: checkpoints <label>-seed<s>[-step<t>]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StudyVariant":
+        return self  # checked once merged with miniature.rl (Miniature.study_rl), not against class defaults
+
+
+class RLStudy(Strict):
+    """The RL study (notebook 07): variants of `miniature.rl` trained from the same base, each sampled and
+    graded like the experiment's own models (boundary.rlstudy.models adds them to `models`)."""
+
+    out: str  # folder of the study's checkpoints, relative to the repository root (the base stays in miniature.out)
+    variants: list[StudyVariant]  # what is trained; each (variant, seed) is one checkpoint, plus its checkpoints
+    temperatures: list[float] = [1.0, 1.2, 1.4, 1.6]  # the RL model's sampling temperatures tried to match the
+    # base's entropy (notebook 07); 1.0 must be first: it is the experiment's own sampling temperature
+    entropy_problems: int = Field(32, ge=1)  # problems whose samples measure entropy (first of the benchmark)
+    entropy_samples: int = Field(4, ge=1)  # samples per problem of that measurement
+    hot_model: str  # the label of the study model that notebook 07 samples at the entropy-matched temperature
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RLStudy":
+        labels = [v.label for v in self.variants]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"rl_study.variants: labels must be unique, got {labels}")
+        if not self.temperatures or self.temperatures[0] != 1.0 or sorted(self.temperatures) != self.temperatures:
+            raise ValueError(f"rl_study.temperatures must start at 1.0 and increase, got {self.temperatures}")
+        finals = [f"{v.label}-seed{s}" for v in self.variants for s in v.seeds]
+        if self.hot_model not in finals:
+            raise ValueError(f"rl_study.hot_model {self.hot_model!r} is none of the study's models {finals}")
+        return self
 
 
 class MiniatureTeacher(Strict):
@@ -245,6 +298,22 @@ class Miniature(Strict):
     teacher: MiniatureTeacher = MiniatureTeacher()  # teacher
     distill: MiniatureDistill = MiniatureDistill()  # distilled
     vision: MiniatureVision | None = None  # the vision-language pair (none built when absent)
+    rl_study: RLStudy | None = None  # the RL study: only the base and the study's variants are built
+
+    def study_rl(self, variant: StudyVariant) -> MiniatureRL:
+        """`miniature.rl` with the fields `variant` sets, validated together."""
+        changed = variant.model_dump(include=variant.model_fields_set - {"label"})
+        return MiniatureRL.model_validate(self.rl.model_dump() | changed)
+
+    @model_validator(mode="after")
+    def _study(self) -> "Miniature":
+        for i, v in enumerate(self.rl_study.variants if self.rl_study else []):
+            try:
+                self.study_rl(v)
+            except ValidationError as e:
+                bad = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors())
+                raise ValueError(f"rl_study.variants.{i} ({v.label}) with miniature.rl: {bad}") from None
+        return self
 
 
 class Experiment(Strict):
@@ -331,6 +400,8 @@ def _describe(err: ValidationError, source: str) -> str:
         field = ".".join(str(x) for x in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown field {field!r} (mistyped? see boundary.config)")
+        elif e["type"] in ("literal_error", "enum"):  # name the bad value beside the allowed ones
+            lines.append(f"{source}: field {field!r}: {e['msg']}, got {e['input']!r}")
         else:
             lines.append(f"{source}: field {field!r}: {e['msg']}")
     return "\n".join(lines)
