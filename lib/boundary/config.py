@@ -237,9 +237,6 @@ class RLStudy(Strict):
             raise ValueError(f"rl_study.variants: labels must be unique, got {labels}")
         if not self.temperatures or self.temperatures[0] != 1.0 or sorted(self.temperatures) != self.temperatures:
             raise ValueError(f"rl_study.temperatures must start at 1.0 and increase, got {self.temperatures}")
-        finals = [f"{v.label}-seed{s}" for v in self.variants for s in v.seeds]
-        if self.hot_model not in finals:
-            raise ValueError(f"rl_study.hot_model {self.hot_model!r} is none of the study's models {finals}")
         return self
 
 
@@ -313,6 +310,10 @@ class Miniature(Strict):
             except ValidationError as e:
                 bad = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors())
                 raise ValueError(f"rl_study.variants.{i} ({v.label}) with miniature.rl: {bad}") from None
+        if self.rl_study:
+            finals = [f"{v.label}-seed{s}" for v in self.rl_study.variants for s in self.study_rl(v).seeds]
+            if self.rl_study.hot_model not in finals:
+                raise ValueError(f"rl_study.hot_model {self.rl_study.hot_model!r} is none of the study's models {finals}")
         return self
 
 
@@ -448,6 +449,34 @@ def replica(cfg: Experiment) -> Experiment:
                                   "sampling": sampling, "perplexity": perplexity, "passk": passk, "replica": True})
 
 
+def study_models(mini: Miniature, template: str) -> list[Model]:
+    """The RL study's checkpoints as models of the experiment: `<label>-seed<s>` (role rl, step = its steps)
+    and `<label>-seed<s>-step<t>` of each variant's intermediate checkpoints, in rl_study.out."""
+    out = []
+    for v in mini.rl_study.variants:
+        rl = mini.study_rl(v)
+        for seed in rl.seeds:
+            name = f"{v.label}-seed{seed}"
+            for step in [*rl.checkpoints, rl.steps]:
+                label = name if step == rl.steps else f"{name}-step{step}"
+                out.append(Model(label=label, role="rl", path=f"{mini.rl_study.out}/{label}", template=template, step=step))
+    return out
+
+
+def with_study_models(cfg: Experiment, source: str) -> Experiment:
+    """`cfg` with its RL study's checkpoints appended to `models` (the params file lists the base only)."""
+    bases = [m for m in cfg.models if m.role == "base" and m.modality == "text"]
+    if len(bases) != 1:
+        raise ConfigError(f"{source}: an experiment with miniature.rl_study lists exactly one text base model in "
+                          f"'models' (the study's checkpoints are added to it); it has {[m.label for m in bases]}")
+    models = cfg.models + study_models(cfg.miniature, bases[0].template)
+    labels = [m.label for m in models]
+    clash = sorted({x for x in labels if labels.count(x) > 1})
+    if clash:
+        raise ConfigError(f"{source}: model labels {clash} are also RL-study checkpoints; rename them")
+    return cfg.model_copy(update={"models": models})
+
+
 def load(experiment: str, overrides: dict[str, Any] | None = None, replicas: bool | None = None) -> Experiment:
     """Load and validate `params/<experiment>.yaml`, with dotted-key overrides applied.
 
@@ -477,6 +506,8 @@ def load(experiment: str, overrides: dict[str, Any] | None = None, replicas: boo
         cfg = Experiment.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_describe(e, source)) from None
+    if cfg.miniature is not None and cfg.miniature.rl_study is not None:
+        cfg = with_study_models(cfg, source)
     if replicas is None:
         replicas = os.environ.get(REPLICA_ENV, "") not in ("", "0")
     if replicas and cfg.replay is None and cfg.miniature is None:
