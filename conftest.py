@@ -42,11 +42,15 @@ def pytest_collection_modifyitems(config, items):  # noqa: A002 (pytest passes i
     if not notebooks:
         return
     missing = _missing(boundary.config.load("smoke").inputs())
-    if not missing:
-        return
-    msg = (f"the smoke experiment's inputs are absent: {', '.join(map(str, missing))} "
-           "(`make test` builds them: make models EXPERIMENT=smoke)")
-    if IN_CI:
-        pytest.exit(msg, returncode=1)
-    for item in notebooks:
-        item.add_marker(pytest.mark.skip(reason=msg))
+    study = boundary.config.load("smoke-rl")  # notebook 07's default experiment: the smoke RL study's checkpoints
+    missing_rl = _missing([study.resolve(m.path) for m in study.models])
+    for absent, items, experiment in ((missing, notebooks, "smoke"),
+                                      (missing_rl, [i for i in notebooks if "07_rl_study" in str(i.fspath)], "smoke-rl")):
+        if not absent or not items:
+            continue
+        msg = (f"the {experiment} experiment's inputs are absent: {', '.join(map(str, absent[:3]))} "
+               f"(`make test` builds them: make models EXPERIMENT={experiment})")
+        if IN_CI:
+            pytest.exit(msg, returncode=1)
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=msg))

@@ -87,14 +87,15 @@ def test_rl_training_is_deterministic():
 
 
 @pytest.mark.parametrize("rewards, expected", [
-    ([[1, 0, 0, 1]], [[1, -1, -1, 1]]),  # two right, two wrong: +-1 (up to eps)
+    ([[1, 0, 0, 1]], [[0.866, -0.866, -0.866, 0.866]]),  # two right, two wrong: +-.5 / .577 (std with Bessel, as TRL)
     ([[1, 1, 1, 1]], [[0, 0, 0, 0]]),  # all right: no signal
     ([[0, 0, 0, 0]], [[0, 0, 0, 0]]),  # all wrong: no signal
 ])
 def test_grpo_advantages(rewards, expected):
-    import numpy as np
-    got = rl.grpo_advantages(np.array(rewards, dtype=float))
-    assert np.allclose(got, expected, atol=1e-3)
+    from boundary.miniature import losses
+    r = torch.tensor(rewards, dtype=torch.float32)
+    got, _ = losses.advantages("grpo", r, torch.ones(r.numel(), 1))
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float32).reshape(-1), atol=1e-3)
 
 
 def test_rl_training_figure_has_three_lines_per_seed():

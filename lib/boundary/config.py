@@ -175,7 +175,8 @@ class MiniaturePretrain(Strict):
 class MiniatureRL(Strict):
     """RLVR of the base on training problems: binary reward = boxed answer correct."""
 
-    algorithm: Literal["grpo"] = "grpo"  # the policy-gradient variant (boundary.miniature.rl)
+    algorithm: Literal["grpo", "ppo", "rloo", "reinforce++", "remax", "dapo", "dr-grpo"] = "grpo"  # the
+    # policy-gradient algorithm (boundary.miniature.losses: its advantages, loss and KL placement)
     seeds: list[int] = [0, 1]  # one RL model per seed: models/miniature/rl-seed<s>
     steps: int = Field(100, ge=1)  # policy updates
     prompts: int = Field(16, ge=1)  # problems per step
@@ -188,6 +189,55 @@ class MiniatureRL(Strict):
     eval_every: int = Field(10, ge=1)  # held-out pass@1 every this many steps (the figure)
     eval_problems: int = Field(64, ge=1)  # held-out `test` problems of that curve (spread over d)
     eval_samples: int = Field(4, ge=1)  # samples per problem of that curve's pass@1
+    kl: float = Field(0.0, ge=0.0)  # KL coefficient against the reference (the base; 0: no reference kept)
+    reset_every: int | None = Field(None, ge=1)  # make the policy the KL reference (and restart the optimizer)
+    # every this many steps (ProRL's reference reset); None: the base stays the reference
+    updates: int = Field(1, ge=1)  # optimizer steps per rollout batch (PPO epochs; > 1 lets the clip bind)
+    critic_lr: float = Field(1e-4, gt=0.0)  # learning rate of PPO's critic (other algorithms have none)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MiniatureRL":
+        if self.reset_every is not None and self.kl == 0:
+            raise ValueError(f"reset_every={self.reset_every} resets the KL reference, but kl is 0: set kl > 0 "
+                             "or drop reset_every")
+        late = [t for t in self.checkpoints if not 1 <= t <= self.steps]
+        if late:
+            raise ValueError(f"checkpoints {late} are outside the run's steps 1..{self.steps}")
+        return self
+
+
+class StudyVariant(MiniatureRL):
+    """One trained setting of the RL study: `label`, its seeds, and the fields of `miniature.rl` it changes
+    (any of them: algorithm, steps, kl, reset_every, samples, lr, checkpoints, ...). Only the fields written
+    in the params file apply (the others come from `miniature.rl`, not from these defaults)."""
+
+    label: str = Field(..., pattern=r"^[a-z0-9][a-z0-9+.-]*$")  # its name: checkpoints <label>-seed<s>[-step<t>]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StudyVariant":
+        return self  # checked once merged with miniature.rl (Miniature.study_rl), not against class defaults
+
+
+class RLStudy(Strict):
+    """The RL study (notebook 07): variants of `miniature.rl` trained from the same base, each sampled and
+    graded like the experiment's own models (boundary.rlstudy.models adds them to `models`)."""
+
+    out: str  # folder of the study's checkpoints, relative to the repository root (the base stays in miniature.out)
+    variants: list[StudyVariant]  # what is trained; each (variant, seed) is one checkpoint, plus its checkpoints
+    temperatures: list[float] = [1.0, 1.2, 1.4, 1.6]  # the RL model's sampling temperatures tried to match the
+    # base's entropy (notebook 07); 1.0 must be first: it is the experiment's own sampling temperature
+    entropy_problems: int = Field(32, ge=1)  # problems whose samples measure entropy (first of the benchmark)
+    entropy_samples: int = Field(4, ge=1)  # samples per problem of that measurement
+    hot_model: str  # the label of the study model that notebook 07 samples at the entropy-matched temperature
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RLStudy":
+        labels = [v.label for v in self.variants]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"rl_study.variants: labels must be unique, got {labels}")
+        if not self.temperatures or self.temperatures[0] != 1.0 or sorted(self.temperatures) != self.temperatures:
+            raise ValueError(f"rl_study.temperatures must start at 1.0 and increase, got {self.temperatures}")
+        return self
 
 
 class MiniatureTeacher(Strict):
@@ -245,6 +295,26 @@ class Miniature(Strict):
     teacher: MiniatureTeacher = MiniatureTeacher()  # teacher
     distill: MiniatureDistill = MiniatureDistill()  # distilled
     vision: MiniatureVision | None = None  # the vision-language pair (none built when absent)
+    rl_study: RLStudy | None = None  # the RL study: only the base and the study's variants are built
+
+    def study_rl(self, variant: StudyVariant) -> MiniatureRL:
+        """`miniature.rl` with the fields `variant` sets, validated together."""
+        changed = variant.model_dump(include=variant.model_fields_set - {"label"})
+        return MiniatureRL.model_validate(self.rl.model_dump() | changed)
+
+    @model_validator(mode="after")
+    def _study(self) -> "Miniature":
+        for i, v in enumerate(self.rl_study.variants if self.rl_study else []):
+            try:
+                self.study_rl(v)
+            except ValidationError as e:
+                bad = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'settings'}: {x['msg']}" for x in e.errors())
+                raise ValueError(f"rl_study.variants.{i} ({v.label}) with miniature.rl: {bad}") from None
+        if self.rl_study:
+            finals = [f"{v.label}-seed{s}" for v in self.rl_study.variants for s in self.study_rl(v).seeds]
+            if self.rl_study.hot_model not in finals:
+                raise ValueError(f"rl_study.hot_model {self.rl_study.hot_model!r} is none of the study's models {finals}")
+        return self
 
 
 class Experiment(Strict):
@@ -337,6 +407,8 @@ def _describe(err: ValidationError, source: str) -> str:
         field = ".".join(str(x) for x in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown field {field!r} (mistyped? see boundary.config)")
+        elif e["type"] in ("literal_error", "enum"):  # name the bad value beside the allowed ones
+            lines.append(f"{source}: field {field!r}: {e['msg']}, got {e['input']!r}")
         else:
             lines.append(f"{source}: field {field!r}: {e['msg']}")
     return "\n".join(lines)
@@ -383,6 +455,34 @@ def replica(cfg: Experiment) -> Experiment:
                                   "sampling": sampling, "perplexity": perplexity, "passk": passk, "replica": True})
 
 
+def study_models(mini: Miniature, template: str) -> list[Model]:
+    """The RL study's checkpoints as models of the experiment: `<label>-seed<s>` (role rl, step = its steps)
+    and `<label>-seed<s>-step<t>` of each variant's intermediate checkpoints, in rl_study.out."""
+    out = []
+    for v in mini.rl_study.variants:
+        rl = mini.study_rl(v)
+        for seed in rl.seeds:
+            name = f"{v.label}-seed{seed}"
+            for step in [*rl.checkpoints, rl.steps]:
+                label = name if step == rl.steps else f"{name}-step{step}"
+                out.append(Model(label=label, role="rl", path=f"{mini.rl_study.out}/{label}", template=template, step=step))
+    return out
+
+
+def with_study_models(cfg: Experiment, source: str) -> Experiment:
+    """`cfg` with its RL study's checkpoints appended to `models` (the params file lists the base only)."""
+    bases = [m for m in cfg.models if m.role == "base" and m.modality == "text"]
+    if len(bases) != 1:
+        raise ConfigError(f"{source}: an experiment with miniature.rl_study lists exactly one text base model in "
+                          f"'models' (the study's checkpoints are added to it); it has {[m.label for m in bases]}")
+    models = cfg.models + study_models(cfg.miniature, bases[0].template)
+    labels = [m.label for m in models]
+    clash = sorted({x for x in labels if labels.count(x) > 1})
+    if clash:
+        raise ConfigError(f"{source}: model labels {clash} are also RL-study checkpoints; rename them")
+    return cfg.model_copy(update={"models": models})
+
+
 def load(experiment: str, overrides: dict[str, Any] | None = None, replicas: bool | None = None) -> Experiment:
     """Load and validate `params/<experiment>.yaml`, with dotted-key overrides applied.
 
@@ -412,6 +512,8 @@ def load(experiment: str, overrides: dict[str, Any] | None = None, replicas: boo
         cfg = Experiment.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_describe(e, source)) from None
+    if cfg.miniature is not None and cfg.miniature.rl_study is not None:
+        cfg = with_study_models(cfg, source)
     if replicas is None:
         replicas = os.environ.get(REPLICA_ENV, "") not in ("", "0")
     if replicas and cfg.replay is None and cfg.miniature is None:

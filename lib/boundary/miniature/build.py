@@ -15,6 +15,11 @@ Writes under the experiment's `miniature.out` (default `models/miniature/`):
                           expression, image PNG)
     manifest.json         what was built, from which fingerprints, and how long each stage took
 
+With a `miniature.rl_study` section (params/smoke-rl.yaml, miniature-rl.yaml) only the base (reused when
+fresh: its fingerprint covers its own params sections and BASE_SOURCES, not the RL code) and the study's
+checkpoints are built: `<label>-seed<s>` and `<label>-seed<s>-step<t>` under rl_study.out, with
+rl_history.csv and manifest.json there.
+
 and the figures `figures/<experiment>/rl_training.png` (and `vlm_rl_training.png`). Each checkpoint folder carries
 `miniature.json` with the fingerprint of what built it (its params sections, the parent's
 fingerprint, the package's source); a stage whose fingerprint is unchanged is loaded, not
@@ -41,6 +46,10 @@ from boundary.miniature import tokenizer as tk
 SOURCES = sorted(p for p in (ROOT / "lib" / "boundary" / "miniature").glob("*.py") if p.name != "replicas.py") + [
     ROOT / "lib" / "boundary" / "sampling" / "decode.py",
     ROOT / "lib" / "boundary" / "sampling" / "lean.py"]  # code whose change rebuilds everything (rollouts decode with both)
+# The code that makes the base (and the VLM base): a change of the RL code (rl.py, losses.py) or of the
+# teacher rebuilds what RL or the teacher made, never the base, which the RL study reuses.
+BASE_SOURCES = [ROOT / "lib" / "boundary" / "miniature" / f for f in (
+    "__init__.py", "model.py", "pretrain.py", "task.py", "tokenizer.py", "train.py", "vision.py")]
 
 
 def task_params(cfg: config.Miniature) -> task.TaskParams:
@@ -52,12 +61,12 @@ def task_params(cfg: config.Miniature) -> task.TaskParams:
                            unseen_per_difficulty=t.unseen_per_difficulty)
 
 
-def fingerprint(*parts) -> str:
-    """A hash of params sections (pydantic models or plain values) and the package's source."""
+def fingerprint(*parts, sources: list[Path] = SOURCES) -> str:
+    """A hash of params sections (pydantic models or plain values) and the package's source (`sources`)."""
     h = hashlib.sha256()
     for p in parts:
         h.update(json.dumps(p.model_dump() if hasattr(p, "model_dump") else p, sort_keys=True).encode())
-    for src in SOURCES:
+    for src in sources:
         h.update(src.read_bytes() if src.exists() else b"")
     return h.hexdigest()[:16]
 
@@ -86,12 +95,12 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
     tokenizer = tk.build()
     manifest: dict = {"experiment": experiment, "checkpoints": {}, "seconds": {}}
 
-    def stage(name: str, fp: str, make, save=None) -> None:
-        """Build checkpoint `name` with `make() -> (model, meta)` unless it is fresh.
+    def stage(name: str, fp: str, make, save=None, folder: Path | None = None) -> None:
+        """Build checkpoint `name` (in `folder`, default out/name) with `make() -> (model, meta)` unless it is fresh.
 
         save(model, folder, meta) writes it (default: the model with the text tokenizer).
         """
-        folder = out / name
+        folder = folder or out / name
         manifest["checkpoints"][name] = {"path": str(folder), "fingerprint": fp}
         if _fresh(folder, fp):
             print(f">> {name}: up to date ({fp})", flush=True)
@@ -104,7 +113,7 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
         print(f">> {name}: built in {manifest['seconds'][name]} s", flush=True)
 
     # base: pretrained from scratch
-    fp_base = fingerprint(cfg.model, cfg.task, cfg.pretrain, cfg.seed)
+    fp_base = fingerprint(cfg.model, cfg.task, cfg.pretrain, cfg.seed, sources=BASE_SOURCES)
 
     def make_base():
         examples = pretrain.corpus(cfg.pretrain, params, cfg.seed, tokenizer)
@@ -119,27 +128,35 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
     stage("base", fp_base, make_base)
     base = lambda: M.load(out / "base")[0]  # noqa: E731 (a fresh copy of the base each time)
 
-    # rl: one run per seed, intermediate checkpoints beside the final one
+    # rl: one run per seed, intermediate checkpoints beside the final one; with `rl_study`, one run per
+    # (variant, seed) of the study instead, in rl_study.out, and nothing else (the study reuses the base)
+    study = cfg.rl_study
+    runs = ([(f"{v.label}-seed{s}", cfg.study_rl(v), s, v.label) for v in study.variants for s in cfg.study_rl(v).seeds] if study
+            else [(f"rl-seed{s}", cfg.rl, s, cfg.rl.algorithm) for s in cfg.rl.seeds])
+    rl_out = exp.resolve(study.out) if study and out == exp.resolve(cfg.out) else out / "rl-study" if study else out
     histories = []
-    for seed in cfg.rl.seeds:
-        fp_rl = fingerprint(fp_base, cfg.rl.model_dump(exclude={"seeds"}), seed)
-        name = f"rl-seed{seed}"
-        for t in cfg.rl.checkpoints:
-            manifest["checkpoints"][f"{name}-step{t}"] = {"path": str(out / f"{name}-step{t}"),
+    for name, rl_cfg, seed, variant in runs:
+        fp_rl = fingerprint(fp_base, rl_cfg.model_dump(exclude={"seeds"}), seed)
+        for t in rl_cfg.checkpoints:
+            manifest["checkpoints"][f"{name}-step{t}"] = {"path": str(rl_out / f"{name}-step{t}"),
                                                           "fingerprint": fingerprint(fp_rl, t)}
 
-        def make_rl(seed=seed, name=name, fp_rl=fp_rl):
+        def make_rl(seed=seed, name=name, fp_rl=fp_rl, rl_cfg=rl_cfg):
             model = base()
-            save_at = lambda t: M.save(model, tokenizer, out / f"{name}-step{t}",  # noqa: E731
+            save_at = lambda t: M.save(model, tokenizer, rl_out / f"{name}-step{t}",  # noqa: E731
                                        {"fingerprint": fingerprint(fp_rl, t), "role": "rl", "seed": seed, "step": t})
-            history = rl.train(model, tokenizer, cfg.rl, params, seed, on_checkpoint=save_at, desc=name)
-            return model, {"role": "rl", "seed": seed, "steps": cfg.rl.steps, "history": history}
+            history = rl.train(model, tokenizer, rl_cfg, params, seed, on_checkpoint=save_at, desc=name)
+            return model, {"role": "rl", "seed": seed, "steps": rl_cfg.steps, "history": history}
 
-        stage(name, fp_rl, make_rl)
-        meta = json.loads((out / name / "miniature.json").read_text())
-        histories += [{"seed": seed, **row} for row in meta["history"]]
+        stage(name, fp_rl, make_rl, folder=rl_out / name)
+        meta = json.loads((rl_out / name / "miniature.json").read_text())
+        histories += [{"model": name, "variant": variant, "algorithm": rl_cfg.algorithm, "seed": seed, **row}
+                      for row in meta["history"]]
     history = pd.DataFrame(histories)
-    history.to_csv(out / "rl_history.csv", index=False)
+    history.to_csv(rl_out / "rl_history.csv", index=False)
+    if study:
+        manifest["benchmark"] = [str(p) for p in heldout.write(params, out / "benchmark")]
+        return _write_manifest(out if rl_out == out else rl_out, manifest)
     if figure:
         fig = plots.rl_training(history, title=f"RLVR of the miniature base ({cfg.rl.algorithm})")
         manifest["figure"] = plots.save(fig, "rl_training", exp)
@@ -185,7 +202,7 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
         proc = vision.processor(vis.image_size, vis.patch)
         encoder = vision.Encoder(proc, vis.image_salt)  # held-out and RL images: one rule
         vsave = lambda m, f, x: vision.save(m, proc, f, x)  # noqa: E731
-        fp_vlm = fingerprint(fp_base, vis.model_dump(exclude={"rl"}))
+        fp_vlm = fingerprint(fp_base, vis.model_dump(exclude={"rl"}), sources=BASE_SOURCES)
 
         def make_vlm_base():
             examples, images = vision.corpus(vis.pretrain, params, vis.seed, proc)
@@ -230,9 +247,15 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
             fig = plots.rl_training(pd.DataFrame(vhist), title=f"RLVR of the miniature VLM ({vis.rl.algorithm})")
             manifest["vlm_figure"] = plots.save(fig, "vlm_rl_training", exp)
         manifest["benchmark"].append(str(vision.write_benchmark(params, encoder, out / "benchmark" / "visual")))
-    tmp = out / ".manifest.json.tmp"
+    return _write_manifest(out, manifest)
+
+
+def _write_manifest(folder: Path, manifest: dict) -> dict:
+    """manifest.json in `folder`, written atomically; returns the manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(out / "manifest.json")
+    tmp.replace(folder / "manifest.json")
     return manifest
 
 
