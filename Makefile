@@ -71,8 +71,6 @@ else
 # a replay analyses published counts only; a miniature experiment builds its models first.
 REPLAY := $(shell grep -qE '^replay:' $(PARAMS) 2>/dev/null && echo 1)
 MINI := $(shell grep -qE '^miniature:' $(PARAMS) 2>/dev/null && echo 1)
-MINIATURE_SRC := $(filter-out %/replicas.py,$(wildcard lib/boundary/miniature/*.py)) lib/boundary/sampling/decode.py lib/boundary/config.py \
-	lib/boundary/plots.py
 MODELS := results/$(EXPERIMENT)/.models-built
 
 # Notebook 06 compares a distilled model with the base and RL: only experiments that have one run it.
@@ -92,8 +90,10 @@ $(REPLICAS): lib/boundary/miniature/replicas.py lib/boundary/tasks/templates.py 
 	$(PY) -m boundary.miniature.replicas
 	@touch $@
 
-# The build reuses every checkpoint whose fingerprint (params sections + code) is unchanged.
-$(MODELS): $(MINIATURE_SRC) $(PARAMS) | $(STAMP)
+# The build reuses every checkpoint whose fingerprint (params sections + code) is unchanged: which code
+# rebuilds what is decided in one place, boundary.miniature.build (SOURCES, BASE_SOURCES); make only
+# asks it to check after any change of the package (a check of fresh checkpoints takes seconds).
+$(MODELS): $(LIB) $(PARAMS) | $(STAMP)
 	$(PY) -m boundary.miniature.build $(EXPERIMENT)
 	@mkdir -p $(@D) && touch $@
 

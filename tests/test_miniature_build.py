@@ -16,7 +16,7 @@ TINY = config.load("miniature-tiny").miniature
 def tiny(tmp_path_factory):
     """The tiny family, built once for the module into a temporary folder."""
     out = tmp_path_factory.mktemp("miniature-tiny")
-    return out, build.build("miniature-tiny", out=out, figure=False)
+    return out, build.build("miniature-tiny", out=out)
 
 
 def test_tiny_build_writes_loadable_checkpoints(tiny):
@@ -48,7 +48,7 @@ def test_rebuild_reuses_fresh_checkpoints(tiny):
     """A second build with the same params rebuilds nothing (fingerprints match)."""
     out, first = tiny
     stamp = {n: (out / n / "model.safetensors").stat().st_mtime_ns for n in first["checkpoints"]}
-    again = build.build("miniature-tiny", out=out, figure=False)
+    again = build.build("miniature-tiny", out=out)
     assert again["seconds"] == {}
     assert {n: (out / n / "model.safetensors").stat().st_mtime_ns for n in first["checkpoints"]} == stamp
 

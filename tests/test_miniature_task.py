@@ -99,7 +99,7 @@ def test_held_out_questions_never_sampled_for_training():
     held_d1 = {p["question"] for p in SPLITS["test"] if p["difficulty"] == 1}
     assert len(held_d1) == 16
     rng = random.Random(4)
-    seen = {task.sample(rng, [1], task.BASE_OPS, exclude) for _ in range(6000)}
+    seen = {task.draw_question(rng, [1], task.BASE_OPS, exclude) for _ in range(6000)}
     assert len(seen) == 243 - 16  # every other question was drawn, no held-out one
     assert not seen & held_d1
 

@@ -30,9 +30,9 @@ TINY_VISION = {"image_size": 24, "patch": 8, "layers": 1, "hidden": 32, "heads":
     ("5", 48, 12),  # a larger patch scales the glyph by 2
 ])
 def test_render_is_deterministic_and_seeded(expression, size, patch):
-    a = vision.png(vision.render(expression, 5, size=size, patch=patch))
-    b = vision.png(vision.render(expression, 5, size=size, patch=patch))
-    c = vision.render(expression, 6, size=size, patch=patch)
+    a = vision.png(vision.draw_image(expression, 5, size=size, patch=patch))
+    b = vision.png(vision.draw_image(expression, 5, size=size, patch=patch))
+    c = vision.draw_image(expression, 6, size=size, patch=patch)
     assert a == b  # same seed: same bytes
     assert vision.png(c) != a  # another seed: another image
     img = Image.open(io.BytesIO(a))
@@ -41,8 +41,8 @@ def test_render_is_deterministic_and_seeded(expression, size, patch):
 
 def test_render_draws_the_expression():
     """Another expression, same seed: the ink differs; the ink of one character is its glyph."""
-    one = np.asarray(vision.render("1", 0, size=8, patch=8)).mean(-1)
-    other = np.asarray(vision.render("7", 0, size=8, patch=8)).mean(-1)
+    one = np.asarray(vision.draw_image("1", 0, size=8, patch=8)).mean(-1)
+    other = np.asarray(vision.draw_image("7", 0, size=8, patch=8)).mean(-1)
     assert not np.array_equal(one, other)
     ink = one < one.mean() - 2 * 0.04 * 255  # ink is far darker than the noisy paper
     assert ink.sum() == vision.GLYPHS["1"].sum()
@@ -55,7 +55,7 @@ def test_render_draws_the_expression():
 ])
 def test_render_rejects_what_it_cannot_draw(expression, size, patch, message):
     with pytest.raises(ValueError, match=message):
-        vision.render(expression, 0, size=size, patch=patch)
+        vision.draw_image(expression, 0, size=size, patch=patch)
 
 
 def test_processor_round_trips(tmp_path):
@@ -65,7 +65,7 @@ def test_processor_round_trips(tmp_path):
     loaded = AutoProcessor.from_pretrained(tmp_path)
     text = vision.prompt_text(loaded, "=")
     assert text == "<user><image>=<assistant>"
-    image = vision.render("7-2*3", 1)
+    image = vision.draw_image("7-2*3", 1)
     enc = loaded(text=text, images=[image], return_tensors="pt")
     image_id = loaded.tokenizer.convert_tokens_to_ids(vision.IMAGE_TOKEN)
     assert (enc["input_ids"] == image_id).sum() == (32 // 8) ** 2
@@ -81,7 +81,7 @@ def test_processor_round_trips(tmp_path):
 def tiny(tmp_path_factory):
     """The tiny family with a VLM pair, built once for the module into a temporary folder."""
     out = tmp_path_factory.mktemp("miniature-tiny-vision")
-    return out, build.build("miniature-tiny", out=out, figure=False, overrides={"miniature.vision": TINY_VISION})
+    return out, build.build("miniature-tiny", out=out, overrides={"miniature.vision": TINY_VISION})
 
 
 def test_tiny_vlm_build_is_loadable(tiny):
@@ -94,7 +94,7 @@ def test_tiny_vlm_build_is_loadable(tiny):
         assert type(model).__name__ == "LlavaForConditionalGeneration"
         assert model.config.vision_config.model_type == "clip_vision_model"
         assert model.config.text_config.model_type == "llama"
-        enc = proc(text=vision.prompt_text(proc), images=[vision.render("3+4", 0, size=24, patch=8)],
+        enc = proc(text=vision.prompt_text(proc), images=[vision.draw_image("3+4", 0, size=24, patch=8)],
                    return_tensors="pt")
         features = model.get_image_features(pixel_values=enc["pixel_values"])
         features = features.pooler_output if hasattr(features, "pooler_output") else features
@@ -140,7 +140,7 @@ def test_vlm_training_is_deterministic(tiny):
     params = build.task_params(cfg)
     proc = vision.processor(24, 8)
     examples, images = vision.corpus(cfg.vision.pretrain, params, 0, proc)
-    batch = lambda idx: {"pixel_values": vision.pixels(proc, [vision.render(*images[i], size=24, patch=8)  # noqa: E731
+    batch = lambda idx: {"pixel_values": vision.pixels(proc, [vision.draw_image(*images[i], size=24, patch=8)  # noqa: E731
                                                              for i in idx])}
     runs = []
     for seed in (0, 0, 1):
@@ -176,7 +176,7 @@ def test_the_image_matters():
     ids = vision.prompt_ids(proc)
     answers = {}
     for expression in ("9*9", "1+1"):  # gold 81 and 2
-        pix = vision.pixels(proc, [vision.render(expression, 0, size=vis.image_size, patch=vis.patch)])
+        pix = vision.pixels(proc, [vision.draw_image(expression, 0, size=vis.image_size, patch=vis.patch)])
         outs = generate(model, [ids], [problem_key("same")], [range(64)], seed=0, temperature=1.0,
                         max_new_tokens=48, stop_token_ids=[proc.tokenizer.eos_token_id],
                         pad_token_id=proc.tokenizer.pad_token_id, extra=[{"pixel_values": pix}])

@@ -49,7 +49,7 @@ def test_study_build_reuses_a_built_base(tmp_path, capsys):
     shutil.copytree(base, tmp_path / "base")
     before = (tmp_path / "base" / "model.safetensors").read_bytes()
     variants = [{"label": "grpo", "algorithm": "grpo"}, {"label": "grpo-long", "steps": 3, "checkpoints": [1]}]
-    manifest = build.build("smoke-rl", out=tmp_path, figure=False, overrides={
+    manifest = build.build("smoke-rl", out=tmp_path, overrides={
         "miniature.rl.steps": 2, "miniature.rl_study.variants": variants})
     assert ">> base: up to date" in capsys.readouterr().out
     assert (tmp_path / "base" / "model.safetensors").read_bytes() == before

@@ -366,6 +366,14 @@ class Experiment(Strict):
         notebook 02) and every later stage reads (`counts.load`)."""
         return self.results_dir / "verdicts.parquet"
 
+    def rl_history(self, vision: bool = False) -> Path | None:
+        """The RL training history `make models` wrote for this experiment's miniature (rl_history.csv, or
+        vlm_rl_history.csv for the VLM pair), or None where the RL models were trained elsewhere."""
+        if self.miniature is None:
+            return None
+        path = self.resolve(self.miniature.out) / ("vlm_rl_history.csv" if vision else "rl_history.csv")
+        return path if path.is_file() else None
+
     @property
     def tables_dir(self) -> Path:
         """`results/<experiment>/tables/`: the CSV tables the notebooks write."""

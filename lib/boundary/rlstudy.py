@@ -19,8 +19,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from boundary import counts as C
-from boundary import passk, plots, runs, tasks
+from boundary import counts, passk, plots, runs, tasks
 from boundary.config import Experiment, Model
 
 
@@ -50,7 +49,7 @@ def compare(table: pd.DataFrame, base: str, models: list[str], benchmark: str, B
     """Per model: pass@1 and pass@K (K = n) with their paired differences to the base and intervals, and ΔSE."""
     rows = []
     for m in models:
-        _, pc = C.paired(table, [base, m], benchmark=benchmark)
+        _, pc = passk.paired(table, [base, m], benchmark=benchmark)
         cur = passk.bootstrap_curves(pc, B=B, ci=ci, seed=seed)
         d = cur.difference(base, m)
         se = passk.sampling_efficiency_gap(cur, base, m)
@@ -180,7 +179,7 @@ def hot_counts(cfg: Experiment, model: str, temperature: float, verdict: str = "
     """Sample (resumably) and grade `model` at `temperature` on the experiment's benchmarks; its counts table."""
     hot, m = at_temperature(cfg, model, temperature)
     runs.sample(hot, progress=False, models=[m])
-    return runs.counts(runs.grade(hot, progress=False, models=[m]), verdict)
+    return counts.from_verdicts(runs.grade(hot, progress=False, models=[m]), verdict)
 
 
 def checkable(cfg: Experiment) -> list[str]:

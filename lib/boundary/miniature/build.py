@@ -20,7 +20,8 @@ fresh: its fingerprint covers its own params sections and BASE_SOURCES, not the 
 checkpoints are built: `<label>-seed<s>` and `<label>-seed<s>-step<t>` under rl_study.out, with
 rl_history.csv and manifest.json there.
 
-and the figures `figures/<experiment>/rl_training.png` (and `vlm_rl_training.png`). Each checkpoint folder carries
+The RL training histories (rl_history.csv, vlm_rl_history.csv) are drawn by notebooks 04 and 05 (the
+stages flow one way: building models draws nothing). Each checkpoint folder carries
 `miniature.json` with the fingerprint of what built it (its params sections, the parent's
 fingerprint, the package's source); a stage whose fingerprint is unchanged is loaded, not
 rebuilt, so editing the distillation params rebuilds only `distilled/`. Deterministic: the same
@@ -37,19 +38,22 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from boundary import ROOT, config, plots
+from boundary import ROOT, config
 from boundary.miniature import model as M
 from boundary.miniature import heldout, pretrain, rl, task, teacher, train, vision
 from boundary.miniature import tokenizer as tk
 
 # replicas.py builds the real-model replicas, not this family: its changes leave the miniature as it is
+# The task's language (tasks.arith: expressions, reductions, traces; tasks.boxed: the answer format) is
+# the miniature's as much as its own modules are.
+TASK_SOURCES = [ROOT / "lib" / "boundary" / "tasks" / "arith.py", ROOT / "lib" / "boundary" / "tasks" / "boxed.py"]
 SOURCES = sorted(p for p in (ROOT / "lib" / "boundary" / "miniature").glob("*.py") if p.name != "replicas.py") + [
     ROOT / "lib" / "boundary" / "sampling" / "decode.py",
-    ROOT / "lib" / "boundary" / "sampling" / "lean.py"]  # code whose change rebuilds everything (rollouts decode with both)
+    ROOT / "lib" / "boundary" / "sampling" / "lean.py"] + TASK_SOURCES  # code whose change rebuilds everything (rollouts decode with both)
 # The code that makes the base (and the VLM base): a change of the RL code (rl.py, losses.py) or of the
 # teacher rebuilds what RL or the teacher made, never the base, which the RL study reuses.
 BASE_SOURCES = [ROOT / "lib" / "boundary" / "miniature" / f for f in (
-    "__init__.py", "model.py", "pretrain.py", "task.py", "tokenizer.py", "train.py", "vision.py")]
+    "__init__.py", "model.py", "pretrain.py", "task.py", "tokenizer.py", "train.py", "vision.py")] + TASK_SOURCES
 
 
 def task_params(cfg: config.Miniature) -> task.TaskParams:
@@ -77,12 +81,10 @@ def _fresh(folder: Path, fp: str) -> bool:
     return meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == fp
 
 
-def build(experiment: str = "miniature", out: Path | None = None, figure: bool = True,
-          overrides: dict | None = None) -> dict:
+def build(experiment: str = "miniature", out: Path | None = None, overrides: dict | None = None) -> dict:
     """Build (or reuse) every checkpoint of the experiment's miniature family; return the manifest.
 
-    `out` replaces `miniature.out` (tests build into a temporary folder); `figure` writes the RL
-    training figure under figures/<experiment>/.
+    `out` replaces `miniature.out` (tests build into a temporary folder).
     """
     exp = config.load(experiment, overrides)
     if exp.miniature is None:
@@ -157,9 +159,6 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
     if study:
         manifest["benchmark"] = [str(p) for p in heldout.write(params, out / "benchmark")]
         return _write_manifest(out if rl_out == out else rl_out, manifest)
-    if figure:
-        fig = plots.rl_training(history, title=f"RLVR of the miniature base ({cfg.rl.algorithm})")
-        manifest["figure"] = plots.save(fig, "rl_training", exp)
 
     # teacher: the base trained further on clean traces that include `^`
     fp_teacher = fingerprint(fp_base, cfg.teacher)
@@ -217,7 +216,7 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
                                   vis.seed + 2, proc)[1]
             vision.align(model, proc, extra, batch_size=vis.pretrain.batch_size, lr=vis.align_lr, seed=vis.seed + 2)
             # stage 2: (image -> imperfect trace) pairs end to end
-            batch = lambda idx: {"pixel_values": vision.pixels(proc, [vision.render(  # noqa: E731
+            batch = lambda idx: {"pixel_values": vision.pixels(proc, [vision.draw_image(  # noqa: E731
                 images[i][0], images[i][1], size=vis.image_size, patch=vis.patch) for i in idx])}
             losses = train.fit(model, examples, epochs=vis.pretrain.epochs, batch_size=vis.pretrain.batch_size,
                                lr=vis.pretrain.lr, warmup=vis.pretrain.warmup, seed=vis.seed,
@@ -243,9 +242,6 @@ def build(experiment: str = "miniature", out: Path | None = None, figure: bool =
             stage(name, fp_vrl, make_vlm_rl, vsave)
             vhist += [{"seed": seed, **row} for row in json.loads((out / name / "miniature.json").read_text())["history"]]
         pd.DataFrame(vhist).to_csv(out / "vlm_rl_history.csv", index=False)
-        if figure:
-            fig = plots.rl_training(pd.DataFrame(vhist), title=f"RLVR of the miniature VLM ({vis.rl.algorithm})")
-            manifest["vlm_figure"] = plots.save(fig, "vlm_rl_training", exp)
         manifest["benchmark"].append(str(vision.write_benchmark(params, encoder, out / "benchmark" / "visual")))
     return _write_manifest(out, manifest)
 

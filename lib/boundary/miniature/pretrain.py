@@ -19,7 +19,7 @@ def corpus(cfg, params: task.TaskParams, seed: int, tokenizer) -> list[tuple[lis
     exclude = task.heldout_questions(params)
     out = []
     for _ in range(cfg.examples):
-        q = task.sample(rng, cfg.difficulties, task.BASE_OPS, exclude, params.max_run)
+        q = task.draw_question(rng, cfg.difficulties, task.BASE_OPS, exclude, params.max_run)
         r = task.solve(q, rng, rng.choice(cfg.styles), cfg.slip_rate)
         out.append(tk.example_ids(tokenizer, q, r))
     return out

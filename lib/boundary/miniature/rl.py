@@ -137,7 +137,7 @@ def draw(model, tokenizer, cfg, params: task.TaskParams, seed: int, step: int, e
     rng = random.Random(f"miniature/rl/{seed}/{step}")
     questions, outs, rewards, first = [], [], [], None
     for d in range(MAX_DRAWS if spec.dynamic_sampling else 1):
-        qs = [task.sample(rng, cfg.difficulties, task.BASE_OPS, exclude, params.max_run) for _ in range(cfg.prompts)]
+        qs = [task.draw_question(rng, cfg.difficulties, task.BASE_OPS, exclude, params.max_run) for _ in range(cfg.prompts)]
         os_ = rollouts(model, tokenizer, qs, cfg.samples, seed=seed * 1_000_003 + step + 7_919 * d,
                        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, encode=encode)
         rs = [[reward(q, c) for c in group] for q, group in zip(qs, os_)]

@@ -22,7 +22,7 @@ Two verdicts per response, both pure functions of (problem, response):
 
 Problem sets are deterministic for a seed (random.Random over a string seed, the same on every
 machine). The held-out sets `test` and `unseen` are drawn first and excluded from every training
-generator (`sample`), so held-out questions never appear in any training data.
+generator (`draw_question`), so held-out questions never appear in any training data.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from boundary.tasks.arith import (PREC, apply, check_trace, evaluate, gold_of, reducible,  # noqa: F401
-                                   reduce_at, render, successors, tokens)  # the language, re-exported as task.*
+                                   reduce_at, join, successors, tokens)  # the language, re-exported as task.*
 from boundary.tasks.boxed import boxed  # noqa: F401 (the project's one \boxed{} parser, as task.boxed)
 
 BASE_OPS = "+-*"  # operations of the base model's pretraining corpus
@@ -60,7 +60,7 @@ def _runs_ok(toks: list, max_run: int) -> bool:
         j = i
         while j + 1 < len(toks) and toks[j + 1] in "*^":
             j += 2
-        if j > i and evaluate(render(toks[i: j + 1])) > max_run:
+        if j > i and evaluate(join(toks[i: j + 1])) > max_run:
             return False
         i = j + 2
     return True
@@ -78,7 +78,7 @@ def expression(rng: random.Random, d: int, ops: str = BASE_OPS, max_run: int = 1
         if "^" in ops and "^" not in toks:
             continue
         if _runs_ok(toks, max_run):
-            return render(toks)
+            return join(toks)
 
 
 def solve(question: str, rng: random.Random | None = None, style: str = "left",
@@ -100,7 +100,7 @@ def solve(question: str, rng: random.Random | None = None, style: str = "left",
         if j > 1 and apply(toks[j], toks[j - 1], toks[j + 1]) + slip < 0:
             slip = 0  # only the leading number may be negative (the expression stays well formed)
         toks = reduce_at(toks, j, slip)
-        steps.append(render(toks))
+        steps.append(join(toks))
     return "=".join(steps) + f"\\boxed{{{toks[0]}}}"
 
 
@@ -132,7 +132,7 @@ def problems(split: str, params: TaskParams | None = None) -> list[dict]:
     """The held-out problem sets: `test` (operations + - *) and `unseen` (with the teacher's `^`).
 
     Records carry id, question, answer (gold string), difficulty (d), skill (operations used)
-    and split. Deterministic for params.seed; never used for training (see `sample`).
+    and split. Deterministic for params.seed; never used for training (see `draw_question`).
     """
     p = params or TaskParams()
     if split == "test":
@@ -155,7 +155,7 @@ def heldout_questions(params: TaskParams | None = None) -> set[str]:
     return {r["question"] for s in ("test", "unseen") for r in problems(s, params)}
 
 
-def sample(rng: random.Random, difficulties: Iterable[int], ops: str, exclude: set[str],
+def draw_question(rng: random.Random, difficulties: Iterable[int], ops: str, exclude: set[str],
            max_run: int = 100) -> str:
     """One training question: d uniform over `difficulties`, never a held-out question."""
     ds = list(difficulties)

@@ -20,7 +20,7 @@ def _question(rng, difficulties, share: float, exclude, max_run) -> str:
     """A training question, with `^` in it with probability `share`."""
     ops = task.BASE_OPS + task.NEW_OP if rng.random() < share else task.BASE_OPS
     ds = [d for d in difficulties if d >= 2] if "^" in ops else difficulties
-    return task.sample(rng, ds or difficulties, ops, exclude, max_run)
+    return task.draw_question(rng, ds or difficulties, ops, exclude, max_run)
 
 
 def corpus(cfg, params: task.TaskParams, seed: int, tokenizer) -> list[tuple[list[int], int]]:

@@ -4,7 +4,7 @@ The same arithmetic problems as `task`, but the expression is *drawn* (a 3x5 bit
 square image) and the text prompt only asks for its value; the answer is the same kind of trace
 ending in `\\boxed{N}`, so `task.check_answer` / `task.check_trace` grade it against the expression.
 
-- `render(expression, seed)`: a square RGB image. The image is a grid of `patch`-sized cells (one
+- `draw_image(expression, seed)`: a square RGB image. The image is a grid of `patch`-sized cells (one
   character per cell, in reading order from a random starting cell); each glyph sits at a random
   offset inside its cell, paper and ink shades vary, and pixel noise is added. Cells match the vision
   tower's patches, so a patch shows at most one character: small enough to learn on 2 CPU cores,
@@ -78,7 +78,7 @@ def image_seed(expression: str, salt: str | int) -> int:
     return stable_seed(f"{salt}/{expression}")
 
 
-def render(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) -> Image.Image:
+def draw_image(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) -> Image.Image:
     """The expression drawn on a `size` x `size` RGB image; a pure function of its arguments.
 
     One character per `patch` x `patch` cell, in reading order from a random starting cell; the
@@ -89,7 +89,7 @@ def render(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) 
 
 
 def draw(expression: str, seed: int, *, size: int = SIZE, patch: int = PATCH) -> tuple[Image.Image, str]:
-    """(`render`'s image, the character of every cell in reading order, " " where a cell is blank)."""
+    """(`draw_image`'s image, the character of every cell in reading order, " " where a cell is blank)."""
     if size % patch:
         raise ValueError(f"image size {size} is not a multiple of the patch size {patch}")
     grid = size // patch
@@ -263,7 +263,7 @@ def align(model, proc, images: list[tuple[str, int]], *, batch_size: int, lr: fl
 class Encoder:
     """Maps a question (expression) to its VLM prompt ids and prefill inputs (`pixel_values`).
 
-    The image of an expression is `render(expression, image_seed(expression, salt))`: a pure function
+    The image of an expression is `draw_image(expression, image_seed(expression, salt))`: a pure function
     of (expression, salt), so the RL rollouts, its held-out evaluation and the benchmark agree.
     `rl.train`/`rl.rollouts` take it as `encode`.
     """
@@ -275,7 +275,7 @@ class Encoder:
 
     def image(self, expression: str) -> Image.Image:
         """The drawn expression."""
-        return render(expression, image_seed(expression, self.salt), size=self.size, patch=self.patch)
+        return draw_image(expression, image_seed(expression, self.salt), size=self.size, patch=self.patch)
 
     def __call__(self, expression: str) -> tuple[list[int], dict]:
         """(prompt ids, {"pixel_values": [1, 3, S, S]}) of one expression."""
@@ -310,7 +310,7 @@ def corpus(cfg, params: task.TaskParams, seed: int, proc):
     eos = proc.tokenizer.eos_token_id
     examples, images = [], []
     for _ in range(cfg.examples):
-        q = task.sample(rng, cfg.difficulties, task.BASE_OPS, exclude, params.max_run)
+        q = task.draw_question(rng, cfg.difficulties, task.BASE_OPS, exclude, params.max_run)
         r = task.solve(q, rng, rng.choice(cfg.styles), cfg.slip_rate)
         examples.append((prompt + proc.tokenizer.encode(r, add_special_tokens=False) + [eos], len(prompt)))
         images.append((q, rng.getrandbits(63)))

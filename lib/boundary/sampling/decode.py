@@ -111,7 +111,7 @@ def probabilities(logits: torch.Tensor, temperature: float, top_p: float) -> tor
 
     The nucleus is the smallest set of most likely tokens whose mass reaches top_p (a token is kept
     when the mass strictly before it, in descending order, is below top_p), as in transformers'
-    TopPLogitsWarper and vLLM; the kept mass is renormalized. Used by `sample` and by the tests.
+    TopPLogitsWarper and vLLM; the kept mass is renormalized. Used by `next_tokens` and by the tests.
     """
     probs = torch.softmax(logits.double() / temperature, dim=-1)
     if top_p < 1.0:
@@ -122,7 +122,7 @@ def probabilities(logits: torch.Tensor, temperature: float, top_p: float) -> tor
     return probs
 
 
-def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float,
+def next_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float,
            node: torch.Tensor | None = None) -> torch.Tensor:
     """Next token per row: argmax if temperature is 0, else inverse-CDF sampling with uniforms `u`.
 
@@ -426,7 +426,7 @@ def _decode(model, prompts, keys, samples, seed, temperature, top_p, max_new_tok
             if never:
                 logits[:, never] = float("-inf")
             u = uniforms_at(stream, step) if temperature > 0 else None
-            tokens = sample(logits, u, temperature, top_p, node)
+            tokens = next_tokens(logits, u, temperature, top_p, node)
             generated[:, step] = tokens
             stopped = (tokens[:, None] == stops).any(-1)  # torch.isin is slower on a few stop ids
             finished = stopped | (step >= budget - 1)

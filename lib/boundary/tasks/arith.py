@@ -31,7 +31,7 @@ def tokens(expr: str) -> list | None:
     return out
 
 
-def render(toks: list) -> str:
+def join(toks: list) -> str:
     """The canonical string of a token list (integers in plain decimal)."""
     return "".join(str(t) for t in toks)
 
@@ -80,7 +80,7 @@ def successors(expr: str) -> set[str]:
     toks, out = tokens(expr), set()
     for j in reducible(toks) if toks is not None else []:
         try:
-            out.add(render(reduce_at(toks, j)))
+            out.add(join(reduce_at(toks, j)))
         except ValueError:
             pass  # e.g. a power with an exponent outside the task's: no valid step there
     return out
