@@ -27,6 +27,7 @@ replicas of its models (boundary.miniature.replicas) and shrinks it, by `replica
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -379,6 +380,27 @@ class Experiment(Strict):
         """`results/<experiment>/tables/`: the CSV tables the notebooks write."""
         return self.results_dir / "tables"
 
+    def save_table(self, frame, name: str) -> Path:
+        """Write a notebook's table to `results/<experiment>/tables/<name>.csv`, whole or not at all; its
+        index is written when it carries labels (not a plain 0..n-1 range). Returns the path."""
+        import pandas as pd
+
+        from boundary.files import atomic_write
+
+        self.tables_dir.mkdir(parents=True, exist_ok=True)
+        index = frame.index.names != [None] or not frame.index.equals(pd.RangeIndex(len(frame)))
+        return atomic_write(self.tables_dir / f"{name}.csv", lambda tmp: frame.to_csv(tmp, index=index), fsync=False)
+
+    def save_tables(self, tables: dict, prefix: str = "") -> list[Path]:
+        """`save_table` of each (name -> frame), every name prefixed (notebook 05's "visual_")."""
+        return [self.save_table(frame, prefix + name) for name, frame in tables.items()]
+
+    def roles(self, modality: str | None = None) -> "Roles":
+        """The models a notebook compares, by role (`Roles`): the pair of `passk.pair` (or `passk.visual_pair`
+        for modality "vision"), and the experiment's teacher, distilled and instruct models of that modality
+        (None: the pair's)."""
+        return Roles.of(self, modality)
+
     @property
     def figures_dir(self) -> Path:
         """`figures/<experiment>/`: the figures the notebooks write (committed for default runs); a replica
@@ -390,6 +412,38 @@ class Experiment(Strict):
         paths = [self.resolve(self.replay.path)] if self.replay else []
         paths += [self.resolve(m.path) for m in self.models + self.perplexity.checkpoints if self.replica]
         return paths + [self.resolve(b.source) for b in self.benchmarks if b.source]
+
+
+@dataclass(frozen=True)
+class Roles:
+    """An experiment's models by role, for one modality: what notebooks 04-06 compare."""
+
+    base: Model  # the pair's reference (passk.pair[0], or visual_pair[0])
+    rl: Model  # the pair's treated model (passk.pair[1], or visual_pair[1])
+    teacher: Model | None  # the first model with role "teacher", if any
+    distilled: list[Model]  # models with role "distilled", params order
+    instruct: list[Model]  # models with role "instruct", params order
+
+    @classmethod
+    def of(cls, cfg: "Experiment", modality: str | None = None) -> "Roles":
+        """Select from `cfg`: modality "vision" takes `passk.visual_pair` (else `pair`), any other `passk.pair`;
+        None: the modality of the pair's base. A pair label that names no model is an error naming it."""
+        pair = (cfg.passk.visual_pair or cfg.passk.pair) if modality == "vision" else cfg.passk.pair
+        by_label = {m.label: m for m in cfg.models}
+        missing = [label for label in pair if label not in by_label]
+        if missing:
+            raise ConfigError(f"params/{cfg.name}.yaml: passk pair names {missing}, not among models "
+                              f"{sorted(by_label)}")
+        modality = modality or by_label[pair[0]].modality
+        mine = [m for m in cfg.models if m.modality == modality]
+        teachers = [m for m in mine if m.role == "teacher"]
+        return cls(base=by_label[pair[0]], rl=by_label[pair[1]], teacher=teachers[0] if teachers else None,
+                   distilled=[m for m in mine if m.role == "distilled"], instruct=[m for m in mine if m.role == "instruct"])
+
+    def labels(self) -> list[str]:
+        """base, rl, instruct, distilled, teacher: the order notebook 06 draws them in."""
+        extra = self.instruct + self.distilled + ([self.teacher] if self.teacher else [])
+        return [self.base.label, self.rl.label] + [m.label for m in extra]
 
 
 def path_of(experiment: str) -> Path:
@@ -428,7 +482,7 @@ def replica(cfg: Experiment) -> Experiment:
     import importlib.util
     import warnings
 
-    from boundary import tasks  # (here: tasks imports the miniature, which imports this module)
+    from boundary import tasks  # (here: tasks reads the benchmark registry, which loads datasets)
     from boundary.miniature import replicas
 
     def model(m: Model) -> Model:

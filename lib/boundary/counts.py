@@ -127,6 +127,32 @@ def from_verdicts(verdicts: pd.DataFrame, verdict: str = "answer") -> pd.DataFra
     return g.agg(n=("sample", "size"), c=("c", "sum")).reset_index()[COLUMNS]
 
 
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, benchmark) of a counts table: problems, the smallest and largest n, correct samples."""
+    return table.groupby(["model", "benchmark"], sort=False).agg(
+        problems=("problem", "nunique"), n_min=("n", "min"), n_max=("n", "max"), correct=("c", "sum"))
+
+
+def verdict_rates(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, benchmark): samples, and the shares correct, truncated (finish_reason "length"),
+    without an answer (status "no_answer") and lucky (a right answer whose trace fails the trace
+    checker, among right answers; NaN where the benchmark has no trace checker). Notebooks 02 and 05."""
+    keys = ["model", "benchmark"]
+    rates = verdicts.groupby(keys, sort=False).agg(
+        samples=("sample", "size"), correct=("correct", "mean"),
+        truncated=("finish_reason", lambda s: (s == "length").mean()),
+        no_answer=("status", lambda s: (s == "no_answer").mean()))
+    right = verdicts[verdicts["correct"].astype(bool)]
+    lucky = right.groupby(keys, sort=False)["trace_correct"].agg(
+        lambda s: float("nan") if s.isna().all() else 1 - s.astype(bool).mean())
+    return rates.assign(lucky=lucky.reindex(rates.index))
+
+
+def statuses(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The share of each verdict status per (model, benchmark) (rows sum to 1)."""
+    return pd.crosstab([verdicts["model"], verdicts["benchmark"]], verdicts["status"], normalize="index")
+
+
 def load(cfg: Experiment, verdict: str = "answer") -> pd.DataFrame:
     """The experiment's counts table: replayed published counts, or counted from our verdicts.
 

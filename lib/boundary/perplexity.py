@@ -186,7 +186,9 @@ def responses(cfg, model) -> pd.DataFrame:
     n, limit = cfg.perplexity.responses, cfg.perplexity.problems
     df = runs.samples(cfg, ["problem_id", "sample", "text", "finish_reason", "token_ids"], models=[model], n=n)
     if df.empty:
-        raise RuntimeError(f"no stored responses of {model.label!r}: run notebook 01 (or runs.sample) first")
+        raise RuntimeError(f"no stored responses of {model.label!r} on {[b.name for b in cfg.benchmarks]}: run notebook 01 "
+                           "first (it samples the RL checkpoints on the first benchmark; for another: "
+                           "perplexity.sample_checkpoints(cfg, benchmark), then perplexity.grade_checkpoints)")
     groups, keep = {}, set()
     for bench in cfg.benchmarks:
         probs = runs.problems(bench)
@@ -374,6 +376,114 @@ def median_difference(scores: pd.DataFrame, a: str, b: str, B: int = 1000, ci: f
     lo, hi = percentile_interval(stats, ci)
     return {"a": a, "b": b, "diff": float(parts[b]["ppl"].median() - parts[a]["ppl"].median()),
             "ci_low": float(lo), "ci_high": float(hi)}
+
+
+# --- the recipes of notebooks 01, 02, 04 and 05 ------------------------------------------------------
+def study_benchmark(cfg, benchmark: str | None = None):
+    """The experiment narrowed to the benchmark whose responses notebook 04 scores (None: the first)."""
+    return cfg.only(benchmark or cfg.benchmarks[0].name)
+
+
+def trained(cfg, base) -> list:
+    """The RL checkpoints along training and the final RL models of `base`'s modality: the responders of
+    the trend over training."""
+    return checkpoints(cfg) + [m for m in cfg.models if m.role == "rl" and m.modality == base.modality]
+
+
+def sample_checkpoints(cfg, benchmark: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """The sampling stage's share of notebook 04 (notebook 01 calls it): `perplexity.responses` samples per
+    problem of every RL checkpoint (`checkpoints`) on the benchmark it scores; statistics as `runs.sample`."""
+    from boundary import runs
+
+    ckpts = checkpoints(cfg)
+    if not ckpts:
+        return pd.DataFrame()
+    return runs.sample(study_benchmark(cfg, benchmark), progress=progress, models=ckpts, n=cfg.perplexity.responses)
+
+
+def grade_checkpoints(cfg, benchmark: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """The grading stage's share (notebook 02 calls it): the checkpoints' samples graded, their verdicts
+    cached beside their stores, where `trend` reads them."""
+    from boundary import runs
+
+    ckpts = checkpoints(cfg)
+    if not ckpts:
+        return pd.DataFrame()
+    return runs.grade(study_benchmark(cfg, benchmark), progress=progress, models=ckpts, n=cfg.perplexity.responses)
+
+
+def trend(cfg, scores: pd.DataFrame, base, rl, B: int = 1000, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Median PPL_base of the responses of every trained model (`trained`) with its interval, its RL step and
+    its pass@1 on the scored responses; `scores` already holds PPL_base(Y_base) and PPL_base(Y_rl), which are
+    reused. `cfg` is narrowed to the scored benchmark. Columns: responder, problems, responses, median,
+    ci_low, ci_high, step, pass_at_1, run (the responder without its -step suffix)."""
+    from boundary import runs
+
+    models = trained(cfg, base)
+    more = score(cfg, [(base, m) for m in models if m.label != rl.label], progress=progress)
+    kept = scores[scores["condition"].isin([f"PPL_{base.label}(Y_{base.label})", f"PPL_{base.label}(Y_{rl.label})"])]
+    out = medians(pd.concat([kept, more], ignore_index=True), by=["responder"], B=B, seed=seed)
+    model_of = {m.label: m for m in [base] + models}
+    out["step"] = [step_of(cfg, model_of[r]) for r in out["responder"]]
+    graded = runs.verdicts(cfg, models=[base] + models, n=cfg.perplexity.responses)
+    out["pass_at_1"] = out["responder"].map(graded.groupby("model")["correct"].mean())
+    out["run"] = out["responder"].str.replace(r"-step\d+$", "", regex=True)
+    return out
+
+
+def trend_lines(t: pd.DataFrame) -> pd.DataFrame:
+    """`trend`'s rows as the figure draws them: each run's steps, each starting from the base (step 0)."""
+    runs_ = t.loc[t["step"] > 0, "run"].unique()
+    return pd.concat([t[t["step"] > 0]] + [t[t["step"] == 0].assign(run=r) for r in runs_], ignore_index=True)
+
+
+def finding(scores: pd.DataFrame, base: str, rl: str, B: int = 1000, seed: int = 0) -> str:
+    """Notebook 04's reading: every response source's median PPL_base against the base's own, with
+    intervals, then whether RL's answers left the base's distribution (from the interval of the difference)."""
+    own = f"PPL_{base}(Y_{base})"
+    lines = []
+    for other in dict.fromkeys(scores["condition"]):
+        if other.startswith(f"PPL_{base}(") and other != own:
+            d = median_difference(scores, own, other, B=B, seed=seed)
+            lines.append(f"median {other} - {own} = {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
+    d = median_difference(scores, own, f"PPL_{base}(Y_{rl})", B=B, seed=seed)
+    if d["ci_high"] < 0:
+        lines.append(f"{rl}'s answers are more likely under {base} than {base}'s own: RL samples from inside the "
+                     "base distribution, sharpened.")
+    elif d["ci_low"] > 0:
+        lines.append(f"{rl}'s answers are less likely under {base} than its own: RL moved outside the base distribution.")
+    else:
+        lines.append(f"{rl}'s answers are as likely under {base} as its own (the interval contains 0): no sign "
+                     "that RL left the base distribution.")
+    return "\n".join(lines)
+
+
+def of_pair(cfg, benchmark: str, ref, treated, responses: int, progress: bool = False) -> pd.DataFrame | None:
+    """Notebook 05: PPL_ref of both models' first `responses` stored samples per problem of `benchmark`, scored
+    with transformers (the `of_samples` path; columns responses (whose samples), problem_id, sample, ..., ppl);
+    None, with the reason printed, where transformers cannot score `ref` (Qwen2-VL's 3-D positions)."""
+    from boundary import runs
+    from boundary.sampling.backends import TransformersBackend
+
+    try:
+        scorer = TransformersBackend(ref.path, ref.revision)
+    except NotImplementedError as e:
+        print(f"perplexity skipped: {e}")
+        return None
+    stored = runs.samples(cfg, ["problem_id", "sample", "text", "finish_reason", "token_ids"])
+    stored = stored[(stored["benchmark"] == benchmark) & stored["model"].isin([ref.label, treated.label])
+                    & (stored["sample"] < responses)].reset_index(drop=True)
+    probs = runs.problems(next(b for b in cfg.benchmarks if b.name == benchmark))
+    return of_samples(scorer, ref.template, probs, stored, progress=progress).rename(columns={"model": "responses"})
+
+
+def summary(scored: pd.DataFrame, scorer: str) -> pd.DataFrame:
+    """Per response source of `of_pair`'s table: scored, empty (no token to score: counted, never a
+    number), median and mean perplexity; rows named PPL_<scorer>(Y_<source>)."""
+    out = scored.groupby("responses", sort=False)["ppl"].agg(
+        scored="count", empty=lambda s: int(s.isna().sum()), median="median", mean="mean")
+    out.index = [f"PPL_{scorer}(Y_{m})" for m in out.index]
+    return out
 
 
 def of_samples(scorer, template: str, problems, samples, batch_size: int = 16, progress: bool = False):

@@ -188,6 +188,18 @@ def rl_training(history: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
+def rl_run(cfg: Experiment, vision: bool = False) -> str:
+    """Notebooks 04 and 05: draw and save the miniature's RL training history (`rl_training`, saved as
+    rl_training / vlm_rl_training) and return its path, or say why there is none (RL trained elsewhere)."""
+    history = cfg.rl_history(vision=vision)
+    if history is None:
+        return f"{cfg.name}: its {'vision-language ' if vision else ''}RL models were trained elsewhere; no training history here"
+    rl = cfg.miniature.vision.rl if vision else cfg.miniature.rl
+    what = "the miniature VLM" if vision else "the miniature base"
+    return save(rl_training(pd.read_csv(history), title=f"RLVR of {what} ({rl.algorithm})"),
+                "vlm_rl_training" if vision else "rl_training", cfg)
+
+
 def response_lengths(samples: pd.DataFrame) -> plt.Figure:
     """Distribution of completion tokens per model and benchmark, truncated samples marked."""
     style()

@@ -219,6 +219,30 @@ def samples(cfg: Experiment, columns: list[str] | None = None, models: list[Mode
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def verdicts(cfg: Experiment, models: list[Model] | None = None, n: int | None = None) -> pd.DataFrame:
+    """The cached verdicts of every store (or of `models`, `n`: see `runs`), indices < n, with model and
+    benchmark columns, as `grade` left them beside the stores: reading, never grading (an error naming
+    the store and the step to run where a store has not been graded)."""
+    frames = []
+    for run in runs(cfg, models, n):
+        if not run.verdicts_path.exists():
+            raise RuntimeError(f"{run.model.label} on {run.benchmark.name}: no verdicts at {run.verdicts_path}: "
+                               f"grade first (`make verify EXPERIMENT={cfg.name}`, notebook 02)")
+        v = pd.read_parquet(run.verdicts_path)
+        frames.append(v[v["sample"] < run.benchmark.n].assign(model=run.model.label, benchmark=run.benchmark.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def sampling_summary(stored: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, benchmark) of `samples(cfg, [problem_id, sample, finish_reason, completion_tokens])`:
+    problems, samples, the truncated share (finish_reason "length") and completion lengths (notebook 01)."""
+    return stored.groupby(["model", "benchmark"], sort=False).agg(
+        problems=("problem_id", "nunique"), samples=("sample", "size"),
+        truncated=("finish_reason", lambda s: (s == "length").mean()),
+        mean_tokens=("completion_tokens", "mean"), median_tokens=("completion_tokens", "median"),
+        max_tokens=("completion_tokens", "max"))
+
+
 def gold_table(probs: list[tasks.Problem]) -> pd.DataFrame:
     """What boundary.verify.regrade needs of each problem: gold (or tests), answer type, options."""
     return pd.DataFrame({

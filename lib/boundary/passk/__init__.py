@@ -9,7 +9,9 @@
   goodness of fit, per-problem posterior draws;
 - `project`: bootstrap bands over problems of the extrapolation, the predicted crossover,
   conditional (benchmark-held-fixed) intervals;
-- `plan`: the samples per problem a question needs, by simulation from the fits.
+- `plan`: the samples per problem a question needs, by simulation from the fits;
+- `summary`: the notebooks' recipes: `report` (the k <= n analysis of a pair as one record) and `past`
+  (everything past n), shared by notebooks 03, 05 and 06.
 """
 from boundary.passk.breadth import (HISTOGRAM_BINS, accuracy_bins, accuracy_histogram, cover, cover_table,
                                     transitions)
@@ -33,3 +35,6 @@ __all__ += ["PredictedCrossover", "Projection", "conditional_intervals", "projec
 from boundary.passk.plan import Plan, plan  # noqa: E402
 
 __all__ += ["Plan", "plan"]
+from boundary.passk.summary import POWERS, TAUS, Past, Report, at_powers, ends, past, report  # noqa: E402
+
+__all__ += ["POWERS", "TAUS", "Past", "Report", "at_powers", "ends", "past", "report"]
