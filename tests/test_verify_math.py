@@ -168,3 +168,21 @@ def test_integer_shortcut_agrees_with_math_verify(answer, gold):
     """Integer pairs skip Math-Verify's parser; its own verdict on them must be the same."""
     from boundary.verify.math import _equivalent, check_many
     assert check_many([(answer, gold)])[(answer, gold)][0] == _equivalent(answer, gold)[0]
+
+
+def test_a_script_without_a_main_guard_grades_and_times_out_in_workers(tmp_path):
+    """The reason the pool is our own (boundary.verify.math): a plain script, no `__main__` guard, grades
+    over two workers, and a check that overruns is killed as `timeout` while the others are answered."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from boundary.verify import math as m\n"
+        "r = m.check_many([('\\\\frac{1}{2}', '0.5'), ('3', '4'), ('x+1', 'x+2')], workers=2, timeout_s=20)\n"
+        "print(sorted(v[0] for v in r.values()))\n"
+        "r = m.check_many([('9^{9^{9^{9}}}', '3')], workers=1, timeout_s=1.5)\n"
+        "print(list(r.values())[0][0])\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["['correct', 'wrong', 'wrong']", "timeout"]

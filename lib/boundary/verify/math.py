@@ -112,6 +112,11 @@ def _serve() -> None:
         stdout.flush()
 
 
+# Our own pool rather than a library's (pebble, concurrent.futures): those build on multiprocessing,
+# whose spawn and forkserver children re-run the caller's main script, so a script that grades at top
+# level without an `if __name__ == "__main__"` guard breaks ("All workers expired" under pebble 5.2),
+# and fork copies a parent whose torch threads may hold locks. A worker here is a fresh interpreter
+# reading pickled tasks on stdin: no main script re-run, no fork (tests/test_verify_math.py checks it).
 class _Worker:
     """One worker process (a fresh interpreter, so no fork of a threaded parent and no __main__ guard needed)."""
 
