@@ -76,7 +76,7 @@ def main() -> None:
     from boundary import tasks
     from boundary.config import Sampling
     from boundary.sampling.backends import (Request, TransformersBackend, VLLMBackend, encode, sample_seed,
-                                            vllm_memory_args)
+                                            vllm_engine_args)
 
     torch.set_num_threads(a.threads)
     folder = checkpoint(a.model)
@@ -107,7 +107,7 @@ def main() -> None:
                          "first_sample_s": round(first, 3), "tokens_per_s": round(toks / (time.perf_counter() - t), 1)})
         results["backend"] = max(runs, key=lambda r: r["tokens_per_s"])
 
-    llm = vllm.LLM(model=str(folder), **vllm_memory_args(KV_BYTES, engine_args))
+    llm = vllm.LLM(model=str(folder), **vllm_engine_args(KV_BYTES, engine_args))
     seeded = [(TokensPrompt(prompt_token_ids=ids[j]), SamplingParams(n=1, seed=sample_seed(0, pid, i), **common))
               for j, (pid, _) in enumerate(prompts) for i in range(a.n)]
     per_n = [(TokensPrompt(prompt_token_ids=ids[j]), SamplingParams(n=a.n, seed=sample_seed(0, pid, 0), **common))

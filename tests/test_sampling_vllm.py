@@ -17,7 +17,7 @@ from tiny_lm import chat_prompt, save_tiny_checkpoint  # noqa: E402
 from boundary.config import Sampling  # noqa: E402
 from boundary.sampling import runner  # noqa: E402
 from boundary.sampling.backends import (CPU_KV_CACHE_BYTES, Request, TransformersBackend, VLLMBackend,  # noqa: E402
-                                        encode, vllm_memory_args)
+                                        encode, vllm_engine_args)
 from boundary.store import Store, make_key  # noqa: E402
 
 QUESTIONS = {f"p{i}": q for i, q in enumerate(["2+3?", "7*8-1?", "(4+4)/2?", "9-3*2?"])}
@@ -239,17 +239,17 @@ def test_vlm_scores_agree_with_transformers(vllm_vlm, llava):
     (None, {"kv_cache_memory_bytes": 96 << 20}, 96 << 20),  # an explicit engine argument is kept
 ])
 def test_kv_cache_size_on_cpu_is_explicit(kv, engine_args, expected):
-    assert vllm_memory_args(kv, engine_args)["kv_cache_memory_bytes"] == expected
+    assert vllm_engine_args(kv, engine_args)["kv_cache_memory_bytes"] == expected
 
 
 def test_cpu_engines_get_the_cpu_defaults_unless_the_caller_says_otherwise():
-    assert vllm_memory_args(None, {})["enforce_eager"] is True and vllm_memory_args(None, {})["max_num_seqs"] == 16
-    assert vllm_memory_args(None, {"max_num_seqs": 64})["max_num_seqs"] == 64
+    assert vllm_engine_args(None, {})["enforce_eager"] is True and vllm_engine_args(None, {})["max_num_seqs"] == 16
+    assert vllm_engine_args(None, {"max_num_seqs": 64})["max_num_seqs"] == 64
 
 
 def test_a_share_of_the_machine_is_refused_on_cpu():
     with pytest.raises(ValueError, match="sampling.kv_cache_bytes"):
-        vllm_memory_args(None, {"gpu_memory_utilization": 0.05})
+        vllm_engine_args(None, {"gpu_memory_utilization": 0.05})
 
 
 def test_every_engine_gets_the_size_asked_and_the_scorer_agrees_with_transformers(vllm_backend, hf_backend, ckpt):

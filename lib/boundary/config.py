@@ -113,7 +113,7 @@ class Sampling(Strict):
     batch_size: int = Field(64, ge=1)  # sequences decoded together (transformers backend)
     tensor_parallel_size: int = Field(1, ge=1)  # GPUs per model (vllm backend)
     kv_cache_bytes: int | None = Field(None, ge=1 << 20)  # vLLM's KV cache in bytes (None: 1 GiB on a CPU, vLLM's
-    # GPU share on a GPU; see sampling.backends.vllm_memory_args); memory only, not part of the store key
+    # GPU share on a GPU; see sampling.backends.vllm_engine_args); memory only, not part of the store key
     stop: list[str] = []  # extra stop strings besides the model's stop rule (boundary.sampling.stops)
 
 

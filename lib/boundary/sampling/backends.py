@@ -331,8 +331,8 @@ CPU_KV_CACHE_BYTES = 1 << 30
 CPU_ENGINE_DEFAULTS = {"enforce_eager": True, "max_num_seqs": 16}
 
 
-def vllm_memory_args(kv_cache_bytes: int | None, engine_args: dict | None = None) -> dict:
-    """The engine arguments that size a vLLM engine's KV cache, for every engine the project builds.
+def vllm_engine_args(kv_cache_bytes: int | None, engine_args: dict | None = None) -> dict:
+    """The engine arguments of every vLLM engine the project builds: its KV cache size, and CPU defaults.
 
     `kv_cache_bytes` (params' `sampling.kv_cache_bytes`) wins everywhere; without it a CPU build gets
     `CPU_KV_CACHE_BYTES` and a GPU build vLLM's own share of the GPU (`gpu_memory_utilization`,

@@ -34,10 +34,10 @@ CLOSE_S = 30.0  # seconds the child gets to exit after being asked, before it is
 
 
 def _engine_args(model: str, revision: str | None, kv_cache_bytes: int | None, args: dict) -> dict:
-    """vllm.LLM's keyword arguments: the caller's, with the project's KV cache size (backends.vllm_memory_args)."""
-    from boundary.sampling.backends import vllm_memory_args
+    """vllm.LLM's keyword arguments: the caller's, with the project's KV cache size (backends.vllm_engine_args)."""
+    from boundary.sampling.backends import vllm_engine_args
 
-    return {"model": model, "revision": revision, **vllm_memory_args(kv_cache_bytes, args)}
+    return {"model": model, "revision": revision, **vllm_engine_args(kv_cache_bytes, args)}
 
 
 def _image(data: bytes | None, label: str):

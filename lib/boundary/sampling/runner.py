@@ -141,12 +141,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         problems.append(Problem.bare(row["id"], row["question"], row.get("gold")))
     rule, key = store_key(a.model, a.template, a.backend, params, a.kind, a.revision, max_model_len=a.max_model_len)
     backend = load(a.backend, a.model, a.revision, params, max_model_len=a.max_model_len)
+    store = Store(a.store, key)  # after the model loads: a model that cannot load leaves no store folder
     try:
         prompts = [(p.id, templates.render(a.template, p, backend.tokenizer)) for p in problems]
-        stats = run(backend, Store(a.store, key), prompts, a.n, params, chunk=a.chunk, progress=True, rule=rule)
+        stats = run(backend, store, prompts, a.n, params, chunk=a.chunk, progress=True, rule=rule)
     finally:
         getattr(backend, "close", lambda: None)()
-    print(json.dumps({"store": str(Store(a.store, key).dir), **stats.__dict__}))
+    print(json.dumps({"store": str(store.dir), **stats.__dict__}))
 
 if __name__ == "__main__":
     main()
