@@ -113,3 +113,17 @@ def test_trend_lines_start_every_run_from_the_base():
     lines = perplexity.trend_lines(t)
     assert lines.groupby("run")["step"].min().to_dict() == {"rl-seed0": 0, "rl-seed1": 0}
     assert sorted(lines.loc[lines["run"] == "rl-seed0", "step"]) == [0, 10, 20]
+
+
+def test_entropy_match_interpolates_to_the_bases_entropy_and_says_when_it_is_not_reached():
+    from boundary import rlstudy
+
+    ent = pd.DataFrame({"model": ["base"] * 2 + ["rl"] * 3, "temperature": [1.0, 1.5, 1.0, 1.2, 1.4],
+                        "entropy": [1.0, 1.4, 0.6, 0.8, 1.2]})
+    m = rlstudy.entropy_match(ent, "base", "rl")  # 0.8 at 1.2, 1.2 at 1.4: 1.0 is reached at T = 1.3
+    assert (m.target, m.temperature, m.reached) == (1.0, pytest.approx(1.3), True) and "reached at T = 1.3" in str(m)
+    cold = ent.assign(entropy=ent["entropy"].where(ent["model"] == "base", 0.5))
+    m = rlstudy.entropy_match(cold, "base", "rl")
+    assert (m.temperature, m.reached) == (1.4, False) and "not reached on the grid" in str(m)
+    with pytest.raises(ValueError, match="no entropy of 'base' at T = 1"):
+        rlstudy.entropy_match(ent[ent["temperature"] != 1.0], "base", "rl")

@@ -13,6 +13,8 @@ reaches the base's at the experiment's temperature, by linear interpolation on t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -166,6 +168,32 @@ def matched_temperature(ent: pd.DataFrame, model: str, target: float) -> float:
     i = above[0]
     x = t[i - 1] + (target - h[i - 1]) * (t[i] - t[i - 1]) / (h[i] - h[i - 1])
     return float(np.round(x / 0.05) * 0.05)
+
+
+@dataclass(frozen=True)
+class EntropyMatch:
+    """The temperature at which an RL model's output entropy reaches the base's at T = 1 (paper Fig. 17)."""
+
+    model: str  # the RL model heated
+    base: str  # whose entropy at T = 1 is the target
+    target: float  # the base's per-token entropy at T = 1
+    temperature: float  # where `model` reaches it (interpolated, 0.05 steps), or the grid's top if it never does
+    reached: bool  # whether `model` reaches the target on the grid at all
+
+    def __str__(self) -> str:
+        how = (f"reached at T = {self.temperature:g}" if self.reached
+               else f"not reached on the grid: sampled at its top, T = {self.temperature:g}")
+        return f"{self.model}: the base's entropy at T = 1, {self.target:.3f}, {how}"
+
+
+def entropy_match(ent: pd.DataFrame, base: str, model: str) -> EntropyMatch:
+    """`matched_temperature` of `model` against `base`'s entropy at T = 1, in `entropies`' table."""
+    at_one = ent[(ent["model"] == base) & (ent["temperature"] == 1.0)]
+    if at_one.empty:
+        raise ValueError(f"no entropy of {base!r} at T = 1: the study's temperature grid must hold 1.0")
+    target = float(at_one["entropy"].iloc[0])
+    return EntropyMatch(model=model, base=base, target=target, temperature=matched_temperature(ent, model, target),
+                        reached=bool(ent.loc[ent["model"] == model, "entropy"].max() >= target))
 
 
 def at_temperature(cfg: Experiment, model: str, temperature: float) -> tuple[Experiment, Model]:

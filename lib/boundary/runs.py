@@ -243,6 +243,19 @@ def sampling_summary(stored: pd.DataFrame) -> pd.DataFrame:
         max_tokens=("completion_tokens", "max"))
 
 
+def audit(cfg: Experiment, verdicts: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+    """Notebook 02's audit of the verifier: every distinct (problem, extracted answer) that Math-Verify
+    graded, Math-Verify against a normalized string match (boundary.verify.regrade.audit); returns how
+    many pairs were audited and their disagreements."""
+    from boundary.verify import regrade
+
+    stored = samples(cfg, ["problem_id", "sample", "text"]).rename(columns={"problem_id": "problem"})
+    graded = verdicts[verdicts["verifier"].str.contains("math")].merge(stored, on=["model", "benchmark", "problem", "sample"])
+    golds = pd.concat([gold_table(problems(b)) for b in cfg.benchmarks]).drop_duplicates("problem").set_index("problem")["gold"]
+    distinct = graded.drop_duplicates(["problem", "extracted"])
+    return len(distinct), regrade.audit(list(distinct["text"]), [str(golds[p]) for p in distinct["problem"]])
+
+
 def gold_table(probs: list[tasks.Problem]) -> pd.DataFrame:
     """What boundary.verify.regrade needs of each problem: gold (or tests), answer type, options."""
     return pd.DataFrame({
