@@ -99,3 +99,14 @@ def test_report_in_a_real_browser(built, tmp_path):
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_pages_leave_out_stderr_and_keep_stdout(tmp_path):
+    # a headless make all's notebooks hold tqdm bars on stderr (hundreds of lines a cell): not for the reader
+    nb = nbformat.read(NOTEBOOKS[2], as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code" and c.outputs)
+    code.outputs = [nbformat.v4.new_output("stream", name="stderr", text="sample base: 37%|███ 1420/3840 [00:02]\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="the printed result\n")] + code.outputs
+    html = report.page(nb)
+    assert "1420/3840" not in html and "the printed result" in html
+    assert any(o.get("name") == "stderr" for o in code.outputs)  # the notebook itself is left as it was

@@ -66,8 +66,18 @@ def summary(nb) -> dict:
 
 
 def page(nb) -> str:
-    """One notebook as a static page: outputs and markdown, code hidden, no scripts."""
+    """One notebook as a static page: outputs and markdown, code hidden, no scripts, and no stderr: a
+    headless run's progress bars (hundreds of lines a cell) and library warnings are for the terminal,
+    not the reader (the executed notebook keeps them)."""
+    import copy
+
     from nbconvert import HTMLExporter
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream"
+                                                                      and o.get("name") == "stderr")]
 
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, mathjax_url="", require_js_url="")
