@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 
-from boundary import ROOT, cluster, config, runs
+from boundary import ROOT, cluster, config, perplexity, runs
 from boundary.store import Store, StoreKey
 
 ray = pytest.importorskip("ray") if os.environ.get("CI") != "true" else __import__("ray")  # CI: Ray must be there
@@ -342,9 +342,12 @@ def test_make_on_a_local_cluster_fills_the_same_store_and_verdicts_and_survives_
     mp = pytest.MonkeyPatch()
     mp.setenv(config.OUTPUTS_ENV, str(single))
     mp.delenv(cluster.ADDRESS_ENV, raising=False)
-    try:
-        runs.sample(config.load("smoke"), progress=False)
-        runs.grade(config.load("smoke"), progress=False)
+    try:  # what notebooks 01 and 02 do: every store of the experiment, and notebook 04's RL checkpoints
+        cfg = config.load("smoke")
+        runs.sample(cfg, progress=False)
+        perplexity.sample_checkpoints(cfg, progress=False)
+        runs.grade(cfg, progress=False)
+        perplexity.grade_checkpoints(cfg, progress=False)
     finally:
         mp.undo()
     killed = []
@@ -367,7 +370,7 @@ def test_make_on_a_local_cluster_fills_the_same_store_and_verdicts_and_survives_
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     assert killed, "no worker was killed"
     want, got = stores(single), stores(there)
-    assert want.keys() == got.keys() and len(want) == 10
+    assert want.keys() == got.keys() and len(want) == 11  # 10 of the params' models, 1 checkpoint
     for name in want:
         pd.testing.assert_frame_equal(got[name], want[name], check_exact=True)
     assert not raw(there).duplicated(["store", "problem_id", "sample"]).any()
