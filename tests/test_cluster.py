@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_unit_loses_and_duplicates_nothing(reference, on_clu
     killed = []
 
     def kill_the_first_writer():
-        deadline = time.time() + 120
+        deadline = time.time() + 600  # the first shard waits for Ray and two model loads: minutes on a loaded machine
         while time.time() < deadline and not killed:
             for p in (on_cluster / "results").rglob("shard-*.parquet"):
                 pid = int(p.name.split("-")[2])
@@ -202,7 +202,12 @@ def test_grading_on_the_cluster_equals_local_grading(reference, on_cluster, monk
         v.unlink()
     here = runs.grade(smoke(), progress=False)
     assert len(here) == 2 * 24 * 16
-    pd.testing.assert_frame_equal(there, here)
+    # A `timeout` is a wall-clock verdict (a Math-Verify check past its budget, killed): on a loaded machine
+    # one side may time out where the other answered. Every other verdict must be equal, row for row, and
+    # time-outs must stay rare (a grader that timed out everywhere would fail here).
+    timed_out = (there["status"] == "timeout") | (here["status"] == "timeout")
+    assert timed_out.mean() < 0.02, f"{int(timed_out.sum())} of {len(here)} verdicts timed out"
+    pd.testing.assert_frame_equal(there[~timed_out], here[~timed_out])
 
 
 def test_environment_reaches_the_workers(local_ray):
