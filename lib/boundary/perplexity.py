@@ -390,15 +390,21 @@ def trained(cfg, base) -> list:
     return checkpoints(cfg) + [m for m in cfg.models if m.role == "rl" and m.modality == base.modality]
 
 
-def sample_checkpoints(cfg, benchmark: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """The sampling stage's share of notebook 04 (notebook 01 calls it): `perplexity.responses` samples per
-    problem of every RL checkpoint (`checkpoints`) on the benchmark it scores; statistics as `runs.sample`."""
-    from boundary import runs
-
+def _checkpoint_stage(stage, cfg, benchmark: str | None, progress: bool) -> pd.DataFrame:
+    """`stage` (runs.sample or runs.grade) over the RL checkpoints at `perplexity.responses` per problem,
+    on the benchmark notebook 04 scores; an empty table when there are none."""
     ckpts = checkpoints(cfg)
     if not ckpts:
         return pd.DataFrame()
-    return runs.sample(study_benchmark(cfg, benchmark), progress=progress, models=ckpts, n=cfg.perplexity.responses)
+    return stage(study_benchmark(cfg, benchmark), progress=progress, models=ckpts, n=cfg.perplexity.responses)
+
+
+def sample_checkpoints(cfg, benchmark: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """The sampling stage's share of notebook 04 (notebook 01 calls it): the RL checkpoints' responses on
+    the benchmark it scores; statistics as `runs.sample`."""
+    from boundary import runs
+
+    return _checkpoint_stage(runs.sample, cfg, benchmark, progress)
 
 
 def grade_checkpoints(cfg, benchmark: str | None = None, progress: bool = True) -> pd.DataFrame:
@@ -406,10 +412,7 @@ def grade_checkpoints(cfg, benchmark: str | None = None, progress: bool = True) 
     cached beside their stores, where `trend` reads them."""
     from boundary import runs
 
-    ckpts = checkpoints(cfg)
-    if not ckpts:
-        return pd.DataFrame()
-    return runs.grade(study_benchmark(cfg, benchmark), progress=progress, models=ckpts, n=cfg.perplexity.responses)
+    return _checkpoint_stage(runs.grade, cfg, benchmark, progress)
 
 
 def trend(cfg, scores: pd.DataFrame, base, rl, B: int = 1000, seed: int = 0, progress: bool = True) -> pd.DataFrame:
@@ -441,12 +444,12 @@ def finding(scores: pd.DataFrame, base: str, rl: str, B: int = 1000, seed: int =
     """Notebook 04's reading: every response source's median PPL_base against the base's own, with
     intervals, then whether RL's answers left the base's distribution (from the interval of the difference)."""
     own = f"PPL_{base}(Y_{base})"
-    lines = []
+    lines, diffs = [], {}
     for other in dict.fromkeys(scores["condition"]):
         if other.startswith(f"PPL_{base}(") and other != own:
-            d = median_difference(scores, own, other, B=B, seed=seed)
+            d = diffs[other] = median_difference(scores, own, other, B=B, seed=seed)
             lines.append(f"median {other} - {own} = {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
-    d = median_difference(scores, own, f"PPL_{base}(Y_{rl})", B=B, seed=seed)
+    d = diffs.get(f"PPL_{base}(Y_{rl})") or median_difference(scores, own, f"PPL_{base}(Y_{rl})", B=B, seed=seed)
     if d["ci_high"] < 0:
         lines.append(f"{rl}'s answers are more likely under {base} than {base}'s own: RL samples from inside the "
                      "base distribution, sharpened.")
